@@ -1,0 +1,5 @@
+"""Pulumi entry point: every resource is declared by `infra.program.build()`."""
+
+from infra.program import build
+
+build()

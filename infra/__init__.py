@@ -1,0 +1,1 @@
+"""The Pulumi program: one module per concern, composed by `infra.program.build()`."""

@@ -1,0 +1,435 @@
+"""The inventory: every resource the program declares, with its key properties."""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+import json
+
+from infra_harness import ACCOUNT, GITHUB_TOKEN, PROJECT, Run, variant
+
+from infra.policies import SECRET_SIG, SIG_KEY, plain
+from infra.settings import resource_prefix
+
+REQUIRED_OUTPUTS = {
+    "region",
+    "vpc_id",
+    "subnet_ids",
+    "security_group_id",
+    "bucket_name",
+    "ecr_repository_url",
+    "image_uri",
+    "sagemaker_role_arn",
+    "notebook_instance_name",
+    "notebook_url",
+    "code_server_url",
+}
+
+
+def inputs(record: dict) -> dict:
+    return plain(record["inputs"])
+
+
+def document(record: dict, prop: str = "policy") -> dict:
+    return json.loads(inputs(record)[prop])
+
+
+def statements_by_sid(doc: dict) -> dict:
+    return {s["Sid"]: s for s in doc["Statement"]}
+
+
+def bucket_arn(run: Run) -> str:
+    return run.one("aws:s3/bucket:Bucket")["outputs"]["arn"]
+
+
+# --- shape: provider, components, names ---------------------------------------------------
+
+
+def test_one_explicit_provider_with_region_and_default_tags(dev: Run, prod: Run) -> None:
+    for run, stack in ((dev, "dev"), (prod, "prod")):
+        provider = inputs(run.one("pulumi:providers:aws"))
+        assert provider["region"] == "eu-west-1"
+        assert json.loads(provider["defaultTags"]) == {
+            "tags": {"project": PROJECT, "stack": stack, "managed-by": "pulumi"}
+        }
+
+
+def test_every_aws_call_goes_through_the_tagged_provider(dev: Run) -> None:
+    provider_urn = dev.one("pulumi:providers:aws")["urn"]
+    aws_records = [r for r in dev.resources if r["type"].startswith("aws:")]
+    assert aws_records
+    assert all(r["provider"].startswith(f"{provider_urn}::") for r in aws_records)
+    aws_invokes = [i for i in dev.invokes if i["token"].startswith("aws:")]
+    assert {i["token"] for i in aws_invokes} == {
+        "aws:index/getAvailabilityZones:getAvailabilityZones",
+        "aws:ecr/getAuthorizationToken:getAuthorizationToken",
+    }
+    assert all(i["provider"].startswith(f"{provider_urn}::") for i in aws_invokes)
+
+
+def test_components_own_every_resource(dev: Run, prod: Run) -> None:
+    for run in (dev, prod):
+        components = {r["urn"]: r for r in run.resources if not r["custom"]}
+        assert {c["type"].rsplit(":", 1)[1] for c in components.values()} >= {
+            "Network",
+            "Storage",
+            "Registry",
+            "ExecutionRole",
+            "GitHubSecret",
+            "Notebook",
+        }
+        for record in run.resources:
+            if record["custom"] and not record["type"].startswith("pulumi:providers:"):
+                assert record["parent"] in components, record["name"]
+
+
+def test_names_carry_project_and_stack(dev: Run, prod: Run) -> None:
+    for run, stack in ((dev, "dev"), (prod, "prod")):
+        prefix = resource_prefix(PROJECT, stack)
+        assert all(r["name"].startswith(prefix) for r in run.resources)
+        physical = [
+            run.one("aws:s3/bucket:Bucket")["outputs"]["bucket"],
+            run.one("aws:iam/role:Role")["outputs"]["name"],
+            run.one("aws:ecr/repository:Repository")["outputs"]["name"],
+            inputs(run.one("aws:sagemaker/notebookInstance:NotebookInstance"))["name"],
+            inputs(run.one("aws:sagemaker/codeRepository:CodeRepository"))["codeRepositoryName"],
+        ]
+        assert all(name.startswith(prefix) for name in physical)
+        assert all(len(name) <= 63 for name in physical)
+
+
+# --- network -----------------------------------------------------------------------------
+
+
+def test_vpc_with_dns(dev: Run) -> None:
+    vpc = inputs(dev.one("aws:ec2/vpc:Vpc"))
+    assert vpc["cidrBlock"] == "10.10.0.0/16"
+    assert vpc["enableDnsSupport"] is True and vpc["enableDnsHostnames"] is True
+
+
+def test_two_subnets_in_looked_up_distinct_zones(dev: Run) -> None:
+    subnets = [inputs(s) for s in dev.of_type("aws:ec2/subnet:Subnet")]
+    assert len(subnets) == 2
+    assert [s["availabilityZone"] for s in subnets] == ["eu-west-1a", "eu-west-1b"]
+    vpc = ipaddress.ip_network("10.10.0.0/16")
+    cidrs = [ipaddress.ip_network(s["cidrBlock"]) for s in subnets]
+    assert all(c.subnet_of(vpc) for c in cidrs) and not cidrs[0].overlaps(cidrs[1])
+    assert all(s["mapPublicIpOnLaunch"] is False for s in subnets)
+    lookup = next(i for i in dev.invokes if "getAvailabilityZones" in i["token"])
+    assert lookup["args"]["state"] == "available"
+
+
+def test_internet_gateway_and_public_route_table(dev: Run) -> None:
+    gateway = dev.one("aws:ec2/internetGateway:InternetGateway")
+    table = inputs(dev.one("aws:ec2/routeTable:RouteTable"))
+    assert table["routes"] == [{"cidrBlock": "0.0.0.0/0", "gatewayId": f"{gateway['name']}-id"}]
+    associations = [
+        inputs(a) for a in dev.of_type("aws:ec2/routeTableAssociation:RouteTableAssociation")
+    ]
+    subnet_ids = {f"{s['name']}-id" for s in dev.of_type("aws:ec2/subnet:Subnet")}
+    assert {a["subnetId"] for a in associations} == subnet_ids
+
+
+def test_security_group_denies_all_inbound_allows_all_outbound(dev: Run) -> None:
+    group = inputs(dev.one("aws:ec2/securityGroup:SecurityGroup"))
+    assert group["ingress"] == []
+    [egress] = group["egress"]
+    assert (egress["protocol"], egress["cidrBlocks"]) == ("-1", ["0.0.0.0/0"])
+    default = inputs(dev.one("aws:ec2/defaultSecurityGroup:DefaultSecurityGroup"))
+    assert default["ingress"] == [] and default["egress"] == []
+
+
+# --- storage -----------------------------------------------------------------------------
+
+
+def _bucket_children(run: Run) -> dict[str, dict]:
+    bucket_id = run.one("aws:s3/bucket:Bucket")["outputs"]["bucket"]
+    children = {}
+    for record in run.resources:
+        if record["type"].startswith("aws:s3/") and inputs(record).get("bucket") == bucket_id:
+            children[record["type"].rsplit(":", 1)[1]] = inputs(record)
+    return children
+
+
+def test_bucket_private_encrypted_versioned_owner_enforced(dev: Run) -> None:
+    children = _bucket_children(dev)
+    assert children["BucketPublicAccessBlock"] == {
+        "bucket": dev.one("aws:s3/bucket:Bucket")["outputs"]["bucket"],
+        "blockPublicAcls": True,
+        "blockPublicPolicy": True,
+        "ignorePublicAcls": True,
+        "restrictPublicBuckets": True,
+    }
+    assert children["BucketOwnershipControls"]["rule"] == {"objectOwnership": "BucketOwnerEnforced"}
+    [rule] = children["BucketServerSideEncryptionConfiguration"]["rules"]
+    assert rule["applyServerSideEncryptionByDefault"] == {"sseAlgorithm": "AES256"}
+    assert children["BucketVersioning"]["versioningConfiguration"] == {"status": "Enabled"}
+    [lifecycle] = children["BucketLifecycleConfiguration"]["rules"]
+    assert lifecycle["noncurrentVersionExpiration"] == {"noncurrentDays": 30}
+    assert lifecycle["abortIncompleteMultipartUpload"] == {"daysAfterInitiation": 7}
+
+
+def test_bucket_policy_denies_non_tls(dev: Run) -> None:
+    policy = json.loads(_bucket_children(dev)["BucketPolicy"]["policy"])
+    [statement] = policy["Statement"]
+    arn = bucket_arn(dev)
+    assert statement["Effect"] == "Deny" and statement["Principal"] == "*"
+    assert statement["Action"] == "s3:*"
+    assert statement["Resource"] == [arn, f"{arn}/*"]
+    assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+
+
+def test_dev_bucket_disposable_prod_bucket_protected_and_kms_encrypted(dev: Run, prod: Run) -> None:
+    dev_bucket, prod_bucket = dev.one("aws:s3/bucket:Bucket"), prod.one("aws:s3/bucket:Bucket")
+    assert inputs(dev_bucket)["forceDestroy"] is True and dev_bucket["protect"] is False
+    assert inputs(prod_bucket)["forceDestroy"] is False and prod_bucket["protect"] is True
+    key = prod.one("aws:kms/key:Key")
+    assert key["protect"] is True
+    assert inputs(key)["enableKeyRotation"] is True
+    assert inputs(key)["deletionWindowInDays"] == 30
+    assert inputs(prod.one("aws:kms/alias:Alias"))["name"] == f"alias/{PROJECT}-prod"
+    [rule] = _bucket_children(prod)["BucketServerSideEncryptionConfiguration"]["rules"]
+    assert rule["applyServerSideEncryptionByDefault"] == {
+        "sseAlgorithm": "aws:kms",
+        "kmsMasterKeyId": key["outputs"]["arn"],
+    }
+    assert rule["bucketKeyEnabled"] is True
+    assert not dev.of_type("aws:kms/key:Key")
+
+
+# --- registry and image ------------------------------------------------------------------
+
+
+def test_ecr_repository_scans_and_keeps_the_last_images(dev: Run, prod: Run) -> None:
+    for run, keep, force in ((dev, 5, True), (prod, 30, False)):
+        repository = inputs(run.one("aws:ecr/repository:Repository"))
+        assert repository["imageScanningConfiguration"] == {"scanOnPush": True}
+        assert repository["forceDelete"] is force
+        lifecycle = document(run.one("aws:ecr/lifecyclePolicy:LifecyclePolicy"))
+        [rule] = lifecycle["rules"]
+        assert rule["selection"] == {
+            "tagStatus": "any",
+            "countType": "imageCountMoreThan",
+            "countNumber": keep,
+        }
+        assert rule["action"] == {"type": "expire"}
+
+
+def test_image_built_for_amd64_from_container_and_pushed_with_ecr_credentials(dev: Run) -> None:
+    image = dev.one("docker:index/image:Image")
+    url = dev.one("aws:ecr/repository:Repository")["outputs"]["repositoryUrl"]
+    raw = image["inputs"]
+    assert raw["build"] == {
+        "context": "container",
+        "dockerfile": "container/Dockerfile",
+        "platform": "linux/amd64",
+    }
+    assert raw["imageName"] == f"{url}:latest"
+    assert raw["registry"][SIG_KEY] == SECRET_SIG  # the password makes it a secret
+    assert plain(raw["registry"])["server"] == url
+    assert plain(raw["registry"])["username"] == "AWS"
+    assert raw["skipPush"] is False
+
+
+def test_image_uri_is_pinned_by_digest(dev: Run) -> None:
+    url = dev.one("aws:ecr/repository:Repository")["outputs"]["repositoryUrl"]
+    digest = dev.one("docker:index/image:Image")["outputs"]["repoDigest"]
+    assert dev.exports["image_uri"] == digest
+    assert digest.startswith(f"{url}@sha256:") and len(digest.split("@sha256:")[1]) == 64
+    assert dev.exports["ecr_repository_url"] == url
+
+
+# --- IAM ---------------------------------------------------------------------------------
+
+
+def test_execution_role_trusts_sagemaker_only(dev: Run) -> None:
+    trust = document(dev.one("aws:iam/role:Role"), "assumeRolePolicy")
+    [statement] = trust["Statement"]
+    assert statement["Principal"] == {"Service": "sagemaker.amazonaws.com"}
+    assert statement["Action"] == "sts:AssumeRole" and statement["Effect"] == "Allow"
+    attachment = inputs(dev.one("aws:iam/rolePolicyAttachment:RolePolicyAttachment"))
+    assert attachment["policyArn"] == "arn:aws:iam::aws:policy/AmazonSageMakerFullAccess"
+    assert attachment["role"] == dev.one("aws:iam/role:Role")["outputs"]["name"]
+
+
+def test_execution_role_scoped_to_this_stack(dev: Run) -> None:
+    statements = statements_by_sid(document(dev.one("aws:iam/rolePolicy:RolePolicy")))
+    arn = bucket_arn(dev)
+    repository = dev.one("aws:ecr/repository:Repository")["outputs"]["arn"]
+    secret = dev.one("aws:secretsmanager/secret:Secret")["outputs"]["arn"]
+    assert statements["ProjectBucket"]["Resource"] == arn
+    assert statements["ProjectBucketObjects"]["Resource"] == f"{arn}/*"
+    assert "s3:GetObject" in statements["ProjectBucketObjects"]["Action"]
+    assert statements["EcrLogin"] == {
+        "Sid": "EcrLogin",
+        "Effect": "Allow",
+        "Action": "ecr:GetAuthorizationToken",
+        "Resource": "*",
+    }
+    assert statements["ProjectRepositoryPull"]["Resource"] == repository
+    assert statements["GitCredentials"]["Resource"] == secret
+    assert not any(sid.startswith("AnyBucket") for sid in statements)
+    assert set(statements) == {
+        "ProjectBucket",
+        "ProjectBucketObjects",
+        "EcrLogin",
+        "ProjectRepositoryPull",
+        "GitCredentials",
+    }
+
+
+def test_prod_role_uses_the_stack_key(prod: Run) -> None:
+    statements = statements_by_sid(document(prod.one("aws:iam/rolePolicy:RolePolicy")))
+    key = prod.one("aws:kms/key:Key")["outputs"]["arn"]
+    assert statements["UseStackKey"]["Resource"] == key
+    assert statements["GrantStackKeyToServices"]["Condition"] == {
+        "Bool": {"kms:GrantIsForAWSResource": "true"}
+    }
+
+
+def test_any_bucket_access_only_behind_the_switch(public: Run) -> None:
+    statements = statements_by_sid(document(public.one("aws:iam/rolePolicy:RolePolicy")))
+    assert statements["AnyBucketSeedCompat"]["Resource"] == "arn:aws:s3:::*"
+    assert statements["AnyBucketObjectsSeedCompat"]["Resource"] == "arn:aws:s3:::*/*"
+    assert "GitCredentials" not in statements
+
+
+def test_trigger_can_grant_prefixes_on_the_role() -> None:
+    run = variant("grant")
+    role = run.one("aws:iam/role:Role")["outputs"]["name"]
+    grant = next(
+        r for r in run.of_type("aws:iam/rolePolicy:RolePolicy") if r["name"] == "trigger-prefixes"
+    )
+    assert inputs(grant)["role"] == role
+    assert grant["parent"].endswith("::trigger")
+    statements = statements_by_sid(document(grant))
+    arn = bucket_arn(run)
+    assert statements["ReadPrefixes"]["Resource"] == [f"{arn}/transform/input/*"]
+    assert statements["WritePrefixes"]["Resource"] == [f"{arn}/transform/output/*"]
+    assert statements["ListPrefixes"]["Condition"] == {
+        "StringLike": {"s3:prefix": ["transform/input/*", "transform/output/*"]}
+    }
+
+
+# --- GitHub secret -----------------------------------------------------------------------
+
+
+def test_secret_holds_username_and_token_as_a_pulumi_secret(dev: Run, prod: Run) -> None:
+    for run, window in ((dev, 0), (prod, 30)):
+        version = run.one("aws:secretsmanager/secretVersion:SecretVersion")["inputs"]
+        assert version["secretString"][SIG_KEY] == SECRET_SIG
+        assert json.loads(plain(version["secretString"])) == {
+            "username": "octo-ml",
+            "password": GITHUB_TOKEN,
+        }
+        secret = inputs(run.one("aws:secretsmanager/secret:Secret"))
+        assert secret["recoveryWindowInDays"] == window
+    prod_key = prod.one("aws:kms/key:Key")["outputs"]["arn"]
+    assert inputs(prod.one("aws:secretsmanager/secret:Secret"))["kmsKeyId"] == prod_key
+
+
+def test_public_repository_needs_no_secret(public: Run) -> None:
+    assert not public.of_type("aws:secretsmanager/secret:Secret")
+    assert not public.of_type("aws:secretsmanager/secretVersion:SecretVersion")
+    git = inputs(public.one("aws:sagemaker/codeRepository:CodeRepository"))["gitConfig"]
+    assert "secretArn" not in git
+
+
+# --- notebook ----------------------------------------------------------------------------
+
+
+def test_code_repository_uses_url_branch_and_secret(dev: Run) -> None:
+    repository = inputs(dev.one("aws:sagemaker/codeRepository:CodeRepository"))
+    assert repository["codeRepositoryName"] == f"{PROJECT}-dev-repo"
+    assert repository["gitConfig"] == {
+        "repositoryUrl": "https://github.com/acme-ml/sagemaker-batch-transform.git",
+        "branch": "main",
+        "secretArn": dev.one("aws:secretsmanager/secret:Secret")["outputs"]["arn"],
+    }
+
+
+def test_notebook_instance(dev: Run, prod: Run) -> None:
+    for run, instance_type, volume, root in (
+        (dev, "ml.t3.medium", 20, "Enabled"),
+        (prod, "ml.t3.large", 50, "Disabled"),
+    ):
+        record = run.one("aws:sagemaker/notebookInstance:NotebookInstance")
+        notebook = inputs(record)
+        first_subnet = run.of_type("aws:ec2/subnet:Subnet")[0]["name"]
+        assert notebook["instanceType"] == instance_type
+        assert notebook["volumeSize"] == volume
+        assert notebook["rootAccess"] == root
+        assert notebook["platformIdentifier"] == "notebook-al2023-v1"
+        assert notebook["directInternetAccess"] == "Enabled"
+        assert notebook["instanceMetadataServiceConfiguration"] == {
+            "minimumInstanceMetadataServiceVersion": "2"
+        }
+        assert notebook["subnetId"] == f"{first_subnet}-id"
+        assert notebook["securityGroups"] == [
+            f"{run.one('aws:ec2/securityGroup:SecurityGroup')['name']}-id"
+        ]
+        assert notebook["roleArn"] == run.one("aws:iam/role:Role")["outputs"]["arn"]
+        assert (
+            notebook["defaultCodeRepository"]
+            == inputs(run.one("aws:sagemaker/codeRepository:CodeRepository"))["codeRepositoryName"]
+        )
+        lifecycle = run.one(
+            "aws:sagemaker/notebookInstanceLifecycleConfiguration:NotebookInstanceLifecycleConfiguration"
+        )
+        assert notebook["lifecycleConfigName"] == lifecycle["outputs"]["name"]
+        assert record["delete_before_replace"] is True
+    assert "kmsKeyId" not in inputs(dev.one("aws:sagemaker/notebookInstance:NotebookInstance"))
+    assert (
+        inputs(prod.one("aws:sagemaker/notebookInstance:NotebookInstance"))["kmsKeyId"]
+        == prod.one("aws:kms/key:Key")["outputs"]["arn"]
+    )
+
+
+def test_notebook_waits_for_role_policies_and_secret_value(dev: Run) -> None:
+    notebook = dev.one("aws:sagemaker/notebookInstance:NotebookInstance")
+    needed = [
+        dev.one("aws:iam/rolePolicy:RolePolicy")["urn"],
+        dev.one("aws:iam/rolePolicyAttachment:RolePolicyAttachment")["urn"],
+        dev.one("aws:secretsmanager/secretVersion:SecretVersion")["urn"],
+    ]
+    assert set(needed) <= set(notebook["dependencies"])
+
+
+def test_lifecycle_scripts_rendered_from_config(dev: Run, prod: Run) -> None:
+    for run, idle in ((dev, 60), (prod, 120)):
+        lifecycle = inputs(
+            run.one(
+                "aws:sagemaker/notebookInstanceLifecycleConfiguration:NotebookInstanceLifecycleConfiguration"
+            )
+        )
+        on_create = base64.b64decode(lifecycle["onCreate"]).decode()
+        on_start = base64.b64decode(lifecycle["onStart"]).decode()
+        assert on_create.startswith("#!/bin/bash\n")
+        assert ': "${CODE_SERVER_VERSION:=4.105.1}"' in on_create
+        assert on_start.startswith("#!/bin/bash\n")
+        assert f': "${{IDLE_TIMEOUT_MINUTES:={idle}}}"' in on_start
+        assert len(lifecycle["onCreate"]) <= 16384 and len(lifecycle["onStart"]) <= 16384
+
+
+# --- outputs -----------------------------------------------------------------------------
+
+
+def test_outputs_are_exactly_the_documented_ones(dev: Run, prod: Run, public: Run) -> None:
+    assert set(dev.exports) == REQUIRED_OUTPUTS | {"github_secret_arn"}
+    assert set(prod.exports) == REQUIRED_OUTPUTS | {"github_secret_arn", "kms_key_arn"}
+    assert set(public.exports) == REQUIRED_OUTPUTS
+
+
+def test_output_values(dev: Run) -> None:
+    out = dev.exports
+    name = f"{PROJECT}-dev-notebook"
+    host = f"https://{name}.notebook.eu-west-1.sagemaker.aws"
+    assert out["region"] == "eu-west-1"
+    assert out["vpc_id"] == f"{dev.one('aws:ec2/vpc:Vpc')['name']}-id"
+    assert out["subnet_ids"] == [f"{s['name']}-id" for s in dev.of_type("aws:ec2/subnet:Subnet")]
+    assert out["bucket_name"] == dev.one("aws:s3/bucket:Bucket")["outputs"]["bucket"]
+    assert out["sagemaker_role_arn"].startswith(f"arn:aws:iam::{ACCOUNT}:role/{PROJECT}-dev-")
+    assert out["notebook_instance_name"] == name
+    assert out["notebook_url"] == f"{host}/lab"
+    assert out["code_server_url"] == f"{host}/codeserver/"
+    assert out["github_secret_arn"] == dev.one("aws:secretsmanager/secret:Secret")["outputs"]["arn"]
