@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pulumi
 import pulumi_aws as aws
 
-from infra.documents import (
-    assume_role_policy,
-    execution_role_policy,
-    policy_json,
-    s3_prefix_access_policy,
-)
+from infra.documents import assume_role_policy, execution_role_policy, policy_json
 
 SAGEMAKER_PRINCIPAL = "sagemaker.amazonaws.com"
 # The notebook's interactive use (creating models, jobs, endpoints from the notebook), as in
@@ -37,9 +31,10 @@ class ExecutionRole(pulumi.ComponentResource):
     """Role trusted by SageMaker: S3 on this stack's bucket, ECR pull on its repository,
     the GitHub secret and KMS key when there are ones, plus AmazonSageMakerFullAccess.
 
-    Other components (the transform trigger) reference `role_arn` for `iam:PassRole` and may
-    add their own narrow grants with `grant_s3_prefixes()`; depending on this component
-    (`depends_on=[role]`) waits until every policy of the role is attached.
+    Other components reference `role_arn` (the transform trigger's `iam:PassRole`) and may
+    attach their own narrow inline policies to `role_name` (the trigger's input/output
+    prefix grant); depending on this component (`depends_on=[role]`) waits until every
+    policy declared here is attached.
     """
 
     role_name: pulumi.Output[str]
@@ -81,33 +76,6 @@ class ExecutionRole(pulumi.ComponentResource):
             opts=child,
         )
 
-        self._bucket_arn = args.bucket_arn
         self.role_name = role.name
         self.role_arn = role.arn
         self.register_outputs({"role_name": self.role_name, "role_arn": self.role_arn})
-
-    def grant_s3_prefixes(
-        self,
-        name: str,
-        *,
-        read_prefixes: Sequence[str] = (),
-        write_prefixes: Sequence[str] = (),
-        opts: pulumi.ResourceOptions | None = None,
-    ) -> aws.iam.RolePolicy:
-        """Add an inline policy to the role for some key prefixes of the stack's bucket.
-
-        The caller owns the returned policy: pass `opts=ResourceOptions(parent=<component>)`.
-        The role already reads and writes the whole project bucket, so this is for grants a
-        component wants stated on its own (and kept if the broad grant is ever narrowed).
-        """
-        return aws.iam.RolePolicy(
-            name,
-            role=self.role_name,
-            policy=policy_json(
-                s3_prefix_access_policy,
-                {"bucket_arn": self._bucket_arn},
-                read_prefixes=tuple(read_prefixes),
-                write_prefixes=tuple(write_prefixes),
-            ),
-            opts=opts,
-        )

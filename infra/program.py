@@ -15,16 +15,15 @@ from infra.registry import Registry, RegistryArgs
 from infra.secrets import GitHubSecret, GitHubSecretArgs
 from infra.settings import Settings, load_settings
 from infra.storage import Storage, StorageArgs
+from infra.trigger import TriggerArgs, TriggerComponent, load_trigger_settings
 
 
 @dataclass(frozen=True)
 class Stack:
-    """What `build()` declared, for components added next to these (e.g. the trigger)."""
+    """What `build()` declared, for tests and for components added next to these."""
 
     settings: Settings
     provider: aws.Provider
-    # ResourceOptions for a new top-level component: the explicit, tagged AWS provider.
-    component_opts: pulumi.ResourceOptions
     network: Network
     storage: Storage
     registry: Registry
@@ -32,6 +31,7 @@ class Stack:
     notebook: Notebook
     secret: GitHubSecret | None
     key: EncryptionKey | None
+    trigger: TriggerComponent
 
 
 def aws_provider(settings: Settings) -> aws.Provider:
@@ -52,6 +52,7 @@ def aws_provider(settings: Settings) -> aws.Provider:
 def build() -> Stack:
     """Declare every resource of the stack and export its outputs."""
     settings = load_settings()  # raises before anything is declared
+    trigger_settings = load_trigger_settings()  # so does bad trigger config
     prefix = settings.prefix
     provider = aws_provider(settings)
     opts = pulumi.ResourceOptions(providers={"aws": provider})
@@ -133,6 +134,22 @@ def build() -> Stack:
         ),
         opts,
     )
+    # Uploads under the input prefix start transform jobs; results land under the output prefix.
+    trigger = TriggerComponent(
+        f"{prefix}-trigger",
+        TriggerArgs(
+            prefix=prefix,
+            bucket_name=storage.bucket_name,
+            bucket_arn=storage.bucket_arn,
+            sagemaker_role_arn=role.role_arn,
+            sagemaker_role_name=role.role_name,
+            settings=trigger_settings,
+            output_kms_key_arn=key_arn,
+            region=settings.region,
+            partition=settings.partition,
+        ),
+        opts,
+    )
 
     pulumi.export("region", settings.region)
     pulumi.export("vpc_id", network.vpc_id)
@@ -145,6 +162,13 @@ def build() -> Stack:
     pulumi.export("notebook_instance_name", notebook.instance_name)
     pulumi.export("notebook_url", notebook.notebook_url)
     pulumi.export("code_server_url", notebook.code_server_url)
+    pulumi.export("trigger_function_name", trigger.function_name)
+    pulumi.export("input_prefix", trigger.input_prefix)
+    pulumi.export("output_prefix", trigger.output_prefix)
+    pulumi.export("current_model_parameter", trigger.model_parameter_name)
+    pulumi.export("transform_job_name_prefix", trigger.job_name_prefix)
+    pulumi.export("failed_events_queue_url", trigger.failed_events_queue_url)
+    pulumi.export("notifications_topic_arn", trigger.notifications_topic_arn)
     if secret:
         pulumi.export("github_secret_arn", secret.secret_arn)
     if key:
@@ -154,7 +178,6 @@ def build() -> Stack:
     return Stack(
         settings=settings,
         provider=provider,
-        component_opts=opts,
         network=network,
         storage=storage,
         registry=registry,
@@ -162,4 +185,5 @@ def build() -> Stack:
         notebook=notebook,
         secret=secret,
         key=key,
+        trigger=trigger,
     )

@@ -4,14 +4,14 @@ Imported by the tests and conftest.py (a uniquely named module, unlike `conftest
 
 Each variant (dev, prod, preview, public repository) runs once per session; tests read the
 recorded resources, invokes and stack outputs. Records keep Pulumi's wire form, secret
-envelopes included, so tests can tell encrypted values from plain text.
+envelopes included, so tests can tell encrypted values from plain text; assets and archives
+(the Lambda's code) become plain dicts naming their files.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -135,6 +135,34 @@ class AwsMocks(pulumi.runtime.Mocks):
                 url=f"{physical}.notebook.{region}.sagemaker.aws",
             )
             return physical, state
+        if typ == "aws:lambda/function:Function":
+            arn = f"{arn_base}:function:{physical}"
+            api = f"arn:aws:apigateway:{region}:lambda:path/2015-03-31"
+            invoke = f"{api}/functions/{arn}/invocations"
+            state.update(name=physical, arn=arn, invokeArn=invoke)
+            return physical, state
+        if typ == "aws:sqs/queue:Queue":
+            url = f"https://sqs.{region}.amazonaws.com/{ACCOUNT}/{physical}"
+            state.update(name=physical, arn=f"{arn_base}:{physical}", url=url)
+            return url, state  # the provider's id of a queue is its URL
+        if typ == "aws:sns/topic:Topic":
+            arn = f"{arn_base}:{physical}"
+            state.update(name=physical, arn=arn)
+            return arn, state
+        if typ == "aws:sns/topicSubscription:TopicSubscription":
+            arn = f"{state['topic']}:{_digest(name, 8)}-aaaa-bbbb-cccc-ddddeeeeffff"
+            state.update(arn=arn, pendingConfirmation=state.get("protocol") == "email")
+            return arn, state
+        if typ == "aws:cloudwatch/eventRule:EventRule":
+            state.update(name=physical, arn=f"arn:aws:events:{region}:{ACCOUNT}:rule/{physical}")
+            return physical, state
+        if typ == "aws:cloudwatch/logGroup:LogGroup":
+            arn = f"arn:aws:logs:{region}:{ACCOUNT}:log-group:{physical}"
+            state.update(name=physical, arn=arn)
+            return physical, state
+        if typ == "aws:ssm/parameter:Parameter":
+            state.update(name=physical, arn=f"{arn_base}:parameter/{physical.lstrip('/')}")
+            return physical, state
         if typ == "docker:index/image:Image":
             repository = str(state["imageName"]).rsplit(":", 1)[0]
             state["repoDigest"] = f"{repository}@sha256:{_digest(name, 64)}"
@@ -165,9 +193,19 @@ class Run:
         assert len(found) == 1, f"expected one {typ}, found {[r['name'] for r in found]}"
         return found[0]
 
+    def named(self, typ: str, suffix: str) -> dict[str, Any]:
+        """The one `typ` resource whose logical name is `<prefix>-<suffix>`, for types the
+        stack declares several of (roles, role policies)."""
+        found = [r for r in self.of_type(typ) if r["name"].endswith(f"-{suffix}")]
+        assert len(found) == 1, f"expected one {typ} *-{suffix}, found {[r['name'] for r in found]}"
+        return found[0]
+
 
 def _plain_data(value: Any) -> Any:
-    """Wire values as JSON-able data: unknowns (preview) become Pulumi's unknown sentinel."""
+    """Wire values as JSON-able data: unknowns (preview) become Pulumi's unknown sentinel,
+    assets and archives `{"<class>": {...its fields}}`, e.g. `{"FileAsset": {"path": ...}}`."""
+    if isinstance(value, pulumi.Asset | pulumi.Archive):
+        return {type(value).__name__: _plain_data(vars(value))}
     if isinstance(value, dict):
         return {key: _plain_data(item) for key, item in value.items()}
     if isinstance(value, list | tuple):
@@ -220,7 +258,6 @@ def run_program(
     stack: str = "dev",
     secret_keys: tuple[str, ...] = (),
     preview: bool = False,
-    extend: Callable[[Any], None] | None = None,
 ) -> Run:
     """Run `infra.program.build()` once under mocks, the way the language host runs it."""
     from infra.program import build  # imported late: the mocks must be in place first
@@ -239,8 +276,6 @@ def run_program(
 
     def program() -> None:
         built["stack"] = build()
-        if extend is not None:  # what a later component (the trigger) would add
-            extend(built["stack"])
 
     _sync_await(run_in_stack(program))
     stack_urn = f"urn:pulumi:{stack}::{PROJECT}::pulumi:pulumi:Stack::{PROJECT}-{stack}"
@@ -260,23 +295,10 @@ def with_token(config: dict[str, str]) -> tuple[dict[str, str], tuple[str, ...]]
     return updated, (token_key,)
 
 
-def _grant_prefixes(stack: Any) -> None:
-    parent = pulumi.ComponentResource(
-        "sagemaker-batch-transform:test:Trigger", "trigger", None, stack.component_opts
-    )
-    stack.role.grant_s3_prefixes(
-        "trigger-prefixes",
-        read_prefixes=["transform/input/"],
-        write_prefixes=["transform/output/"],
-        opts=pulumi.ResourceOptions(parent=parent),
-    )
-
-
 @cache
 def variant(name: str) -> Run:
     """dev / prod: the stack files plus a (secret) GitHub token; preview: dev in preview
-    mode; public: dev without a token and with the any-bucket switch on; grant: dev plus
-    a component granting the execution role prefixes, as the transform trigger does."""
+    mode; public: dev without a token and with the any-bucket switch on."""
     if name in ("dev", "prod", "preview"):
         stack = "prod" if name == "prod" else "dev"
         config, secret_keys = with_token(stack_config(stack))
@@ -284,6 +306,4 @@ def variant(name: str) -> Run:
     if name == "public":
         config = {**stack_config("dev"), f"{PROJECT}:allowAllBuckets": "true"}
         return run_program(config, stack="dev")
-    if name == "grant":
-        return run_program(stack_config("dev"), stack="dev", extend=_grant_prefixes)
     raise ValueError(name)

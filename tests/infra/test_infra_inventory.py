@@ -6,10 +6,12 @@ import base64
 import ipaddress
 import json
 
-from infra_harness import ACCOUNT, GITHUB_TOKEN, PROJECT, Run, variant
+from infra_harness import ACCOUNT, GITHUB_TOKEN, PROJECT, Run
 
 from infra.policies import SECRET_SIG, SIG_KEY, plain
 from infra.settings import resource_prefix
+from lambda_handler import naming
+from lambda_handler.config import Settings as JobSettings
 
 REQUIRED_OUTPUTS = {
     "region",
@@ -23,7 +25,20 @@ REQUIRED_OUTPUTS = {
     "notebook_instance_name",
     "notebook_url",
     "code_server_url",
+    # the transform trigger
+    "trigger_function_name",
+    "input_prefix",
+    "output_prefix",
+    "current_model_parameter",
+    "transform_job_name_prefix",
+    "failed_events_queue_url",
+    "notifications_topic_arn",
 }
+
+ROLE = "aws:iam/role:Role"
+ROLE_POLICY = "aws:iam/rolePolicy:RolePolicy"
+FUNCTION = "aws:lambda/function:Function"
+TRIGGER = "sagemaker-batch-transform:infra:Trigger"
 
 
 def inputs(record: dict) -> dict:
@@ -40,6 +55,14 @@ def statements_by_sid(doc: dict) -> dict:
 
 def bucket_arn(run: Run) -> str:
     return run.one("aws:s3/bucket:Bucket")["outputs"]["arn"]
+
+
+def execution_role(run: Run) -> dict:
+    return run.named(ROLE, "sagemaker")
+
+
+def execution_role_policy(run: Run) -> dict:
+    return run.named(ROLE_POLICY, "sagemaker-project-access")
 
 
 # --- shape: provider, components, names ---------------------------------------------------
@@ -63,6 +86,7 @@ def test_every_aws_call_goes_through_the_tagged_provider(dev: Run) -> None:
     assert {i["token"] for i in aws_invokes} == {
         "aws:index/getAvailabilityZones:getAvailabilityZones",
         "aws:ecr/getAuthorizationToken:getAuthorizationToken",
+        "aws:index/getCallerIdentity:getCallerIdentity",  # the trigger's account id
     }
     assert all(i["provider"].startswith(f"{provider_urn}::") for i in aws_invokes)
 
@@ -77,6 +101,7 @@ def test_components_own_every_resource(dev: Run, prod: Run) -> None:
             "ExecutionRole",
             "GitHubSecret",
             "Notebook",
+            "Trigger",
         }
         for record in run.resources:
             if record["custom"] and not record["type"].startswith("pulumi:providers:"):
@@ -89,13 +114,25 @@ def test_names_carry_project_and_stack(dev: Run, prod: Run) -> None:
         assert all(r["name"].startswith(prefix) for r in run.resources)
         physical = [
             run.one("aws:s3/bucket:Bucket")["outputs"]["bucket"],
-            run.one("aws:iam/role:Role")["outputs"]["name"],
+            *(role["outputs"]["name"] for role in run.of_type(ROLE)),
             run.one("aws:ecr/repository:Repository")["outputs"]["name"],
             inputs(run.one("aws:sagemaker/notebookInstance:NotebookInstance"))["name"],
             inputs(run.one("aws:sagemaker/codeRepository:CodeRepository"))["codeRepositoryName"],
+            inputs(run.one(FUNCTION))["name"],
+            inputs(run.one("aws:sqs/queue:Queue"))["name"],
+            inputs(run.one("aws:sns/topic:Topic"))["name"],
+            *(inputs(r)["name"] for r in run.of_type("aws:cloudwatch/eventRule:EventRule")),
         ]
+        assert len(physical) == 11
         assert all(name.startswith(prefix) for name in physical)
         assert all(len(name) <= 63 for name in physical)
+        # Names outside the prefix's reach still say which project and stack they serve.
+        assert inputs(run.one("aws:ssm/parameter:Parameter"))["name"] == (
+            f"/{PROJECT}/{stack}/current-model"
+        )
+        assert inputs(run.one("aws:cloudwatch/logGroup:LogGroup"))["name"] == (
+            f"/aws/lambda/{prefix}-trigger"
+        )
 
 
 # --- network -----------------------------------------------------------------------------
@@ -243,17 +280,19 @@ def test_image_uri_is_pinned_by_digest(dev: Run) -> None:
 
 
 def test_execution_role_trusts_sagemaker_only(dev: Run) -> None:
-    trust = document(dev.one("aws:iam/role:Role"), "assumeRolePolicy")
+    trust = document(execution_role(dev), "assumeRolePolicy")
     [statement] = trust["Statement"]
     assert statement["Principal"] == {"Service": "sagemaker.amazonaws.com"}
     assert statement["Action"] == "sts:AssumeRole" and statement["Effect"] == "Allow"
     attachment = inputs(dev.one("aws:iam/rolePolicyAttachment:RolePolicyAttachment"))
     assert attachment["policyArn"] == "arn:aws:iam::aws:policy/AmazonSageMakerFullAccess"
-    assert attachment["role"] == dev.one("aws:iam/role:Role")["outputs"]["name"]
+    assert attachment["role"] == execution_role(dev)["outputs"]["name"]
 
 
 def test_execution_role_scoped_to_this_stack(dev: Run) -> None:
-    statements = statements_by_sid(document(dev.one("aws:iam/rolePolicy:RolePolicy")))
+    policy = execution_role_policy(dev)
+    assert inputs(policy)["role"] == execution_role(dev)["outputs"]["name"]
+    statements = statements_by_sid(document(policy))
     arn = bucket_arn(dev)
     repository = dev.one("aws:ecr/repository:Repository")["outputs"]["arn"]
     secret = dev.one("aws:secretsmanager/secret:Secret")["outputs"]["arn"]
@@ -279,7 +318,7 @@ def test_execution_role_scoped_to_this_stack(dev: Run) -> None:
 
 
 def test_prod_role_uses_the_stack_key(prod: Run) -> None:
-    statements = statements_by_sid(document(prod.one("aws:iam/rolePolicy:RolePolicy")))
+    statements = statements_by_sid(document(execution_role_policy(prod)))
     key = prod.one("aws:kms/key:Key")["outputs"]["arn"]
     assert statements["UseStackKey"]["Resource"] == key
     assert statements["GrantStackKeyToServices"]["Condition"] == {
@@ -288,27 +327,45 @@ def test_prod_role_uses_the_stack_key(prod: Run) -> None:
 
 
 def test_any_bucket_access_only_behind_the_switch(public: Run) -> None:
-    statements = statements_by_sid(document(public.one("aws:iam/rolePolicy:RolePolicy")))
+    statements = statements_by_sid(document(execution_role_policy(public)))
     assert statements["AnyBucketSeedCompat"]["Resource"] == "arn:aws:s3:::*"
     assert statements["AnyBucketObjectsSeedCompat"]["Resource"] == "arn:aws:s3:::*/*"
     assert "GitCredentials" not in statements
 
 
-def test_trigger_can_grant_prefixes_on_the_role() -> None:
-    run = variant("grant")
-    role = run.one("aws:iam/role:Role")["outputs"]["name"]
-    grant = next(
-        r for r in run.of_type("aws:iam/rolePolicy:RolePolicy") if r["name"] == "trigger-prefixes"
-    )
-    assert inputs(grant)["role"] == role
-    assert grant["parent"].endswith("::trigger")
-    statements = statements_by_sid(document(grant))
-    arn = bucket_arn(run)
-    assert statements["ReadPrefixes"]["Resource"] == [f"{arn}/transform/input/*"]
-    assert statements["WritePrefixes"]["Resource"] == [f"{arn}/transform/output/*"]
-    assert statements["ListPrefixes"]["Condition"] == {
-        "StringLike": {"s3:prefix": ["transform/input/*", "transform/output/*"]}
-    }
+def test_execution_role_reads_the_input_prefix_and_writes_the_output_prefix(
+    dev: Run, prod: Run
+) -> None:
+    """The one prefix grant on the execution role is the wired trigger's own."""
+    for run in (dev, prod):
+        role = execution_role(run)["outputs"]["name"]
+        on_role = [r for r in run.of_type(ROLE_POLICY) if inputs(r)["role"] == role]
+        assert {r["name"] for r in on_role} == {
+            execution_role_policy(run)["name"],
+            run.named(ROLE_POLICY, "sagemaker-transform-prefixes")["name"],
+        }
+        grant = run.named(ROLE_POLICY, "sagemaker-transform-prefixes")
+        assert grant["parent"] == run.one(TRIGGER)["urn"]
+        statements = statements_by_sid(document(grant))
+        assert set(statements) == {"ListPrefixes", "ReadPrefixes", "WritePrefixes"}
+        arn = bucket_arn(run)
+        assert statements["ReadPrefixes"]["Action"] == "s3:GetObject"
+        assert statements["ReadPrefixes"]["Resource"] == [f"{arn}/transform/input/*"]
+        assert sorted(statements["WritePrefixes"]["Action"]) == [
+            "s3:AbortMultipartUpload",
+            "s3:PutObject",
+        ]
+        assert statements["WritePrefixes"]["Resource"] == [f"{arn}/transform/output/*"]
+        assert statements["ListPrefixes"]["Action"] == "s3:ListBucket"
+        assert statements["ListPrefixes"]["Resource"] == arn
+        assert statements["ListPrefixes"]["Condition"] == {
+            "StringLike": {"s3:prefix": ["transform/input/*", "transform/output/*"]}
+        }
+        # The prefixes are the ones the function and the outputs use.
+        assert (run.exports["input_prefix"], run.exports["output_prefix"]) == (
+            "transform/input/",
+            "transform/output/",
+        )
 
 
 # --- GitHub secret -----------------------------------------------------------------------
@@ -368,7 +425,7 @@ def test_notebook_instance(dev: Run, prod: Run) -> None:
         assert notebook["securityGroups"] == [
             f"{run.one('aws:ec2/securityGroup:SecurityGroup')['name']}-id"
         ]
-        assert notebook["roleArn"] == run.one("aws:iam/role:Role")["outputs"]["arn"]
+        assert notebook["roleArn"] == execution_role(run)["outputs"]["arn"]
         assert (
             notebook["defaultCodeRepository"]
             == inputs(run.one("aws:sagemaker/codeRepository:CodeRepository"))["codeRepositoryName"]
@@ -388,7 +445,7 @@ def test_notebook_instance(dev: Run, prod: Run) -> None:
 def test_notebook_waits_for_role_policies_and_secret_value(dev: Run) -> None:
     notebook = dev.one("aws:sagemaker/notebookInstance:NotebookInstance")
     needed = [
-        dev.one("aws:iam/rolePolicy:RolePolicy")["urn"],
+        execution_role_policy(dev)["urn"],
         dev.one("aws:iam/rolePolicyAttachment:RolePolicyAttachment")["urn"],
         dev.one("aws:secretsmanager/secretVersion:SecretVersion")["urn"],
     ]
@@ -409,6 +466,121 @@ def test_lifecycle_scripts_rendered_from_config(dev: Run, prod: Run) -> None:
         assert on_start.startswith("#!/bin/bash\n")
         assert f': "${{IDLE_TIMEOUT_MINUTES:={idle}}}"' in on_start
         assert len(lifecycle["onCreate"]) <= 16384 and len(lifecycle["onStart"]) <= 16384
+
+
+# --- transform trigger (wired to this stack's bucket, role and key) -----------------------
+
+
+def test_trigger_function_runs_the_handler_with_this_stacks_job_settings(
+    dev: Run, prod: Run
+) -> None:
+    for run, stack, instance_type in ((dev, "dev", "ml.m5.large"), (prod, "prod", "ml.m5.xlarge")):
+        function = inputs(run.one(FUNCTION))
+        assert function["name"] == f"{resource_prefix(PROJECT, stack)}-trigger"
+        assert function["runtime"] == "python3.14"
+        assert function["handler"] == "lambda_handler.handler.handler"
+        assert function["role"] == run.named(ROLE, "trigger")["outputs"]["arn"]
+        assert (function["timeout"], function["memorySize"]) == (60, 256)
+        assert function["reservedConcurrentExecutions"] == -1
+        assets = function["code"]["AssetArchive"]["assets"]
+        assert "lambda_handler/handler.py" in assets
+        assert all(path.startswith("lambda_handler/") for path in assets)
+        # The handler accepts its environment, and it names what the outputs name.
+        job = JobSettings.from_env(function["environment"]["variables"])
+        assert job.job_name_prefix == naming.stack_prefix(PROJECT, stack)
+        assert job.job_name_prefix == run.exports["transform_job_name_prefix"]
+        assert job.model_parameter == run.exports["current_model_parameter"]
+        assert (job.input_prefix, job.output_prefix, job.input_suffix) == (
+            "transform/input/",
+            "transform/output/",
+            ".csv",
+        )
+        assert job.instance_type == instance_type
+    # Transform output is encrypted with the stack's key where there is one.
+    dev_job = JobSettings.from_env(inputs(dev.one(FUNCTION))["environment"]["variables"])
+    assert dev_job.output_kms_key == ""
+    prod_job = JobSettings.from_env(inputs(prod.one(FUNCTION))["environment"]["variables"])
+    assert prod_job.output_kms_key == prod.one("aws:kms/key:Key")["outputs"]["arn"]
+
+
+def test_uploads_to_this_stacks_bucket_invoke_the_function(dev: Run) -> None:
+    bucket = dev.one("aws:s3/bucket:Bucket")["outputs"]
+    function = dev.one(FUNCTION)
+    notification = dev.one("aws:s3/bucketNotification:BucketNotification")
+    assert inputs(notification)["bucket"] == bucket["bucket"]
+    [target] = inputs(notification)["lambdaFunctions"]
+    assert target["lambdaFunctionArn"] == function["outputs"]["arn"]
+    assert target["events"] == ["s3:ObjectCreated:*"]
+    assert (target["filterPrefix"], target["filterSuffix"]) == ("transform/input/", ".csv")
+    permission = dev.one("aws:lambda/permission:Permission")
+    assert inputs(permission) == {
+        "action": "lambda:InvokeFunction",
+        "function": function["outputs"]["name"],
+        "principal": "s3.amazonaws.com",
+        "sourceArn": bucket["arn"],
+        "sourceAccount": ACCOUNT,
+    }
+    assert permission["urn"] in notification["dependencies"]
+
+
+def test_trigger_role_starts_this_stacks_jobs_and_passes_only_the_execution_role(
+    dev: Run, prod: Run
+) -> None:
+    for run, stack, instance_type in ((dev, "dev", "ml.m5.large"), (prod, "prod", "ml.m5.xlarge")):
+        trust = document(run.named(ROLE, "trigger"), "assumeRolePolicy")
+        assert [s["Principal"] for s in trust["Statement"]] == [{"Service": "lambda.amazonaws.com"}]
+        policy = run.named(ROLE_POLICY, "trigger-permissions")
+        assert inputs(policy)["role"] == run.named(ROLE, "trigger")["outputs"]["name"]
+        statements = statements_by_sid(document(policy))
+        jobs = f"arn:aws:sagemaker:eu-west-1:{ACCOUNT}:transform-job/"
+        assert statements["StartStackTransformJobs"]["Resource"] == (
+            f"{jobs}{naming.stack_prefix(PROJECT, stack)}*"
+        )
+        assert statements["StartStackTransformJobs"]["Condition"] == {
+            "ForAllValues:StringEquals": {"sagemaker:InstanceTypes": [instance_type]}
+        }
+        assert (
+            statements["PassExecutionRoleToSageMakerOnly"]["Resource"]
+            == (execution_role(run)["outputs"]["arn"])
+        )
+        assert statements["PassExecutionRoleToSageMakerOnly"]["Condition"] == {
+            "StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}
+        }
+        assert (
+            statements["ReadCurrentModel"]["Resource"]
+            == (run.one("aws:ssm/parameter:Parameter")["outputs"]["arn"])
+        )
+        assert (
+            statements["SendFailedEvents"]["Resource"]
+            == (run.one("aws:sqs/queue:Queue")["outputs"]["arn"])
+        )
+
+
+def test_failed_events_logs_and_job_notifications_per_stack(dev: Run, prod: Run) -> None:
+    for run, retention, email in ((dev, 14, None), (prod, 90, "ml-alerts@acme-ml.example")):
+        assert inputs(run.one("aws:cloudwatch/logGroup:LogGroup"))["retentionInDays"] == retention
+        queue = run.one("aws:sqs/queue:Queue")
+        invoke_config = inputs(
+            run.one("aws:lambda/functionEventInvokeConfig:FunctionEventInvokeConfig")
+        )
+        assert (
+            invoke_config["destinationConfig"]["onFailure"]["destination"]
+            == (queue["outputs"]["arn"])
+        )
+        topic_arn = run.one("aws:sns/topic:Topic")["outputs"]["arn"]
+        assert inputs(run.one("aws:sns/topicPolicy:TopicPolicy"))["arn"] == topic_arn
+        rules = run.of_type("aws:cloudwatch/eventRule:EventRule")
+        assert len(rules) == 2
+        for rule in rules:
+            pattern = json.loads(inputs(rule)["eventPattern"])
+            assert pattern["detail"]["TransformJobName"] == [
+                {"prefix": run.exports["transform_job_name_prefix"]}
+            ]
+        subscriptions = [
+            inputs(r) for r in run.of_type("aws:sns/topicSubscription:TopicSubscription")
+        ]
+        expected = [] if email is None else [(topic_arn, "email", email)]
+        assert [(s["topic"], s["protocol"], s["endpoint"]) for s in subscriptions] == expected
 
 
 # --- outputs -----------------------------------------------------------------------------
@@ -433,3 +605,19 @@ def test_output_values(dev: Run) -> None:
     assert out["notebook_url"] == f"{host}/lab"
     assert out["code_server_url"] == f"{host}/codeserver/"
     assert out["github_secret_arn"] == dev.one("aws:secretsmanager/secret:Secret")["outputs"]["arn"]
+    assert out["trigger_function_name"] == f"{PROJECT}-dev-trigger"
+    assert out["input_prefix"] == "transform/input/"
+    assert out["output_prefix"] == "transform/output/"
+    assert out["current_model_parameter"] == f"/{PROJECT}/dev/current-model"
+    assert out["transform_job_name_prefix"] == naming.stack_prefix(PROJECT, "dev")
+    queue = dev.one("aws:sqs/queue:Queue")["outputs"]
+    assert out["failed_events_queue_url"] == queue["url"]
+    assert (
+        queue["url"]
+        == f"https://sqs.eu-west-1.amazonaws.com/{ACCOUNT}/{PROJECT}-dev-trigger-failed"
+    )
+    topic_arn = f"arn:aws:sns:eu-west-1:{ACCOUNT}:{PROJECT}-dev-transform-jobs"
+    assert out["notifications_topic_arn"] == dev.one("aws:sns/topic:Topic")["outputs"]["arn"]
+    assert out["notifications_topic_arn"] == topic_arn
+    # Every export is a real value (strings, or the list of subnet ids), none unresolved.
+    assert all(isinstance(v, str) and v for k, v in out.items() if k != "subnet_ids")

@@ -11,6 +11,8 @@ from infra_harness import ECR_PASSWORD, GITHUB_TOKEN, SECRETS, Run
 from infra import policies
 from infra.policies import SECRET_SIG, SIG_KEY
 
+ROLE_POLICY = "aws:iam/rolePolicy:RolePolicy"
+
 
 @pytest.mark.parametrize("name", ["dev", "prod", "preview"])
 def test_every_invariant_holds(name: str, request: pytest.FixtureRequest) -> None:
@@ -25,7 +27,7 @@ def test_any_bucket_switch_is_the_only_way_past_the_s3_scope(public: Run) -> Non
     assert policies.check_stack(public.resources, public.exports, allow_any_bucket=True) == {}
     violations = policies.s3_access_scoped(public.resources)
     assert violations == [
-        f"{public.one('aws:iam/rolePolicy:RolePolicy')['name']} grants S3 on {arn}, "
+        f"{public.named(ROLE_POLICY, 'sagemaker-project-access')['name']} grants S3 on {arn}, "
         "outside this stack's buckets"
         for arn in ("arn:aws:s3:::*", "arn:aws:s3:::*/*")
     ]
@@ -128,9 +130,31 @@ def test_broad_s3_and_ecr_grants_are_caught(dev: Run) -> None:
                 statement["Resource"] = "*"
         inputs["policy"] = json.dumps(document)
 
-    widened = mutated(dev, "aws:iam/rolePolicy:RolePolicy", widen)
+    widened = mutated(dev, ROLE_POLICY, widen)
     assert policies.s3_access_scoped(widened)
     assert policies.ecr_access_scoped(widened)
+
+
+def test_the_triggers_grants_are_within_the_invariants_reach(dev: Run) -> None:
+    """The trigger's prefix grant on the execution role is checked like the role's own."""
+    grant = dev.named(ROLE_POLICY, "sagemaker-transform-prefixes")
+
+    def elsewhere(inputs: dict) -> None:
+        document = json.loads(inputs["policy"])
+        for statement in document["Statement"]:
+            if statement["Sid"] == "ReadPrefixes":
+                statement["Resource"] = ["arn:aws:s3:::someone-elses-bucket/*"]
+        inputs["policy"] = json.dumps(document)
+
+    records = copy.deepcopy(dev.resources)
+    for record in records:
+        if record["urn"] == grant["urn"]:
+            elsewhere(record["inputs"])
+            elsewhere(record["outputs"])
+    assert policies.s3_access_scoped(records) == [
+        f"{grant['name']} grants S3 on arn:aws:s3:::someone-elses-bucket/*, "
+        "outside this stack's buckets"
+    ]
 
 
 def test_imdsv1_is_caught(dev: Run) -> None:
