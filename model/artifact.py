@@ -1,0 +1,214 @@
+"""``model.tar.gz``: written reproducibly, unpacked safely, explained clearly when wrong.
+
+The archive SageMaker unpacks into ``/opt/ml/model`` holds ``model.joblib`` and
+``metadata.json`` at its root (the project's artifact contract). Writing it is
+deterministic: the same model bytes and metadata give the same archive bytes
+(sorted members, fixed owner, mode and timestamp, gzip header without name or
+time), so a seeded training run can be checked by hash.
+
+Unpacking accepts regular files and directories only, inside the target directory
+(no absolute paths, ``..``, links or devices), and every problem a user can meet
+(missing file, not a gzip tar, no ``model.joblib``) is an ``ArtifactError`` with a
+one-line message. This module imports only the standard library, except joblib
+when a model object is (de)serialised.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import io
+import json
+import os
+import tarfile
+import tempfile
+import zlib
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from model.errors import UserError
+
+MODEL_FILE = "model.joblib"
+METADATA_FILE = "metadata.json"
+# 1980-01-01, the usual reproducible-build epoch (zip cannot go lower); override
+# with SOURCE_DATE_EPOCH like other reproducible tooling.
+_DEFAULT_EPOCH = 315532800
+
+
+class ArtifactError(UserError):
+    """The model archive is missing, unreadable or not laid out as expected."""
+
+
+def _epoch() -> int:
+    value = os.environ.get("SOURCE_DATE_EPOCH", "")
+    return int(value) if value.isdigit() else _DEFAULT_EPOCH
+
+
+def dump_model(model: Any) -> bytes:
+    """The joblib serialisation of ``model`` (what goes into the archive)."""
+    import joblib
+
+    buffer = io.BytesIO()
+    joblib.dump(model, buffer)
+    return buffer.getvalue()
+
+
+def metadata_bytes(metadata: dict[str, Any]) -> bytes:
+    """metadata.json exactly as archived: sorted keys, two-space indent, final newline."""
+    return (json.dumps(metadata, indent=2, sort_keys=True) + "\n").encode("utf-8")
+
+
+def write_archive_bytes(members: dict[str, bytes], path: Path) -> Path:
+    """Write a reproducible ``.tar.gz`` of ``members`` (name -> bytes) atomically."""
+    mtime = _epoch()
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name in sorted(members):
+            data = members[name]
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mtime = mtime
+            info.mode = 0o644
+            info.uid = info.gid = 0
+            info.uname = info.gname = ""
+            tar.addfile(info, io.BytesIO(data))
+    compressed = io.BytesIO()
+    with gzip.GzipFile(filename="", mode="wb", fileobj=compressed, mtime=0, compresslevel=6) as gz:
+        gz.write(raw.getvalue())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(compressed.getvalue())
+        Path(temp).chmod(0o644)
+        Path(temp).replace(path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            Path(temp).unlink()
+        raise
+    return path
+
+
+def write_model_archive(model: Any, metadata: dict[str, Any], path: Path) -> Path:
+    """Package a fitted model and its metadata as ``path`` (``model.tar.gz``)."""
+    return write_archive_bytes(
+        {MODEL_FILE: dump_model(model), METADATA_FILE: metadata_bytes(metadata)}, path
+    )
+
+
+def _open(path: Path) -> tarfile.TarFile:
+    if not path.exists():
+        raise ArtifactError(f"model archive {path} does not exist; pass the model.tar.gz to use")
+    if not path.is_file():
+        raise ArtifactError(f"model archive {path} is not a file")
+    try:
+        return tarfile.open(path, mode="r:*")
+    except (tarfile.TarError, EOFError, zlib.error, OSError) as error:
+        raise ArtifactError(
+            f"model archive {path} is not a readable .tar.gz ({_reason(error)}); "
+            "it may be truncated or corrupt: package the model again"
+        ) from None
+
+
+def _reason(error: BaseException) -> str:
+    text = str(error).strip().splitlines()[0].rstrip(":") if str(error).strip() else ""
+    if text == "file could not be opened successfully":
+        return "neither gzip nor tar data"
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def _member_name(member: tarfile.TarInfo) -> str:
+    """The member's normalised relative name, or ArtifactError if it escapes the root."""
+    name = member.name
+    pure = PurePosixPath(name)
+    if pure.is_absolute() or ".." in pure.parts:
+        raise ArtifactError(f"model archive member {name!r} points outside the model directory")
+    return str(PurePosixPath(*[part for part in pure.parts if part != "."]) or ".")
+
+
+def list_members(path: Path) -> list[str]:
+    """Names of the regular files in the archive (normalised, e.g. ``model.joblib``)."""
+    with _open(path) as tar:
+        try:
+            return [_member_name(m) for m in tar.getmembers() if m.isfile()]
+        except (tarfile.TarError, EOFError, zlib.error, OSError) as error:
+            raise ArtifactError(
+                f"model archive {path} is corrupt ({_reason(error)}); package the model again"
+            ) from None
+
+
+def unpack_model_archive(path: Path, destination: Path) -> Path:
+    """Extract ``path`` into ``destination`` safely; check that model.joblib is at its root."""
+    destination.mkdir(parents=True, exist_ok=True)
+    root = destination.resolve()
+    names: list[str] = []
+    with _open(path) as tar:
+        try:
+            for member in tar:
+                name = _member_name(member)
+                if member.isdir():
+                    (root / name).mkdir(parents=True, exist_ok=True)
+                    continue
+                if not member.isfile():
+                    kind = "link" if member.issym() or member.islnk() else "special file"
+                    raise ArtifactError(
+                        f"model archive {path} holds a {kind} ({member.name}); only regular "
+                        "files are accepted"
+                    )
+                target = root / name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                source = tar.extractfile(member)
+                assert source is not None
+                with source, target.open("wb") as out:
+                    while chunk := source.read(1 << 20):
+                        out.write(chunk)
+                names.append(name)
+        except (tarfile.TarError, EOFError, zlib.error) as error:
+            raise ArtifactError(
+                f"model archive {path} is corrupt ({_reason(error)}); package the model again"
+            ) from None
+        except OSError as error:
+            if isinstance(error, FileNotFoundError | PermissionError | IsADirectoryError):
+                raise ArtifactError(f"cannot unpack {path} into {destination}: {error}") from None
+            raise ArtifactError(
+                f"model archive {path} is corrupt ({_reason(error)}); package the model again"
+            ) from None
+    if MODEL_FILE not in names:
+        found = ", ".join(sorted(names)[:5]) or "nothing"
+        raise ArtifactError(
+            f"model archive {path} has no {MODEL_FILE} at its root (found: {found}); "
+            f"SageMaker unpacks the archive into /opt/ml/model, so {MODEL_FILE} must not be "
+            "inside a folder"
+        )
+    return destination
+
+
+def read_metadata(model_dir: Path) -> dict[str, Any]:
+    """metadata.json of an unpacked model (empty when it has none)."""
+    path = model_dir / METADATA_FILE
+    if not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise ArtifactError(f"{path} is not readable JSON ({_reason(error)})") from None
+    if not isinstance(data, dict):
+        raise ArtifactError(f"{path} must hold a JSON object")
+    return data
+
+
+def load_model_archive(path: Path) -> tuple[Any, dict[str, Any]]:
+    """The fitted model and its metadata from ``path`` (unpacked into a temporary dir)."""
+    import joblib
+
+    with tempfile.TemporaryDirectory(prefix="model-") as temp:
+        model_dir = unpack_model_archive(path, Path(temp))
+        metadata = read_metadata(model_dir)
+        try:
+            # Our own artifact, trusted like the code that made it.
+            model = joblib.load(model_dir / MODEL_FILE)
+        except Exception as error:
+            raise ArtifactError(
+                f"{MODEL_FILE} in {path} cannot be loaded ({_reason(error)})"
+            ) from None
+    return model, metadata
