@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from model.artifact import write_model_archive
 from model.batch.local import ServerOptions, local_summary, run_local_transform
@@ -45,6 +45,19 @@ class DataSettings:
     files: int = 4
     eval_fraction: float = 0.2
     transform_fraction: float = 0.2
+
+
+def data_settings_from_args(args: Any) -> DataSettings:
+    """The data options both the local and the cloud command parse (argparse names)."""
+    return DataSettings(
+        rows=args.rows,
+        features=args.features,
+        class_balance=parse_class_balance(args.class_balance),
+        seed=args.seed,
+        files=args.files,
+        eval_fraction=args.eval_fraction,
+        transform_fraction=args.transform_fraction,
+    )
 
 
 @dataclass(frozen=True)

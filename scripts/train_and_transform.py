@@ -35,6 +35,8 @@ examples:
   train_and_transform.py --local --rows 1000000 --files 8
   train_and_transform.py --local --class-balance 0.9,0.1 --seed 7
   train_and_transform.py --local --BatchStrategy SingleRecord --rows 20000
+  train_and_transform.py --stack dev --logs
+  train_and_transform.py --stack dev --outputs-file outputs.json --via-lambda
 """
 
 
@@ -80,21 +82,22 @@ def build_parser() -> argparse.ArgumentParser:
     local.add_argument(
         "--workdir",
         type=Path,
-        help="new or empty run directory (default: artifacts/local/<date-time>)",
+        help="new or empty run directory (default: artifacts/{local,cloud}/<date-time>)",
     )
     local.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_server_arguments(parser)
     add_job_arguments(parser)
+    from model.cloud.run import add_cloud_arguments
+
+    add_cloud_arguments(parser)
     return parser
 
 
 def choose_mode(args: argparse.Namespace) -> str:
-    """The mode to run: ``local`` unless a cloud target was given.
+    """The mode to run: ``local`` unless a cloud target (``--stack``, ...) was given."""
+    from model.cloud.run import cloud_requested
 
-    The cloud path adds its options (``--stack``, ``--outputs-file``) to the "where to
-    run" group, an entry to ``MODES`` and its test here.
-    """
-    return "local"
+    return "cloud" if cloud_requested(args) else "local"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -108,19 +111,11 @@ def main(argv: list[str] | None = None) -> int:
 def local_mode(args: argparse.Namespace) -> int:
     """Generate, train, package, transform locally, score, print the summary."""
     from model.batch.cli import job_from_args, server_from_args
-    from model.pipeline import DataSettings, LocalRunConfig, parse_class_balance, run_local
+    from model.pipeline import LocalRunConfig, data_settings_from_args, run_local
     from model.report import format_summary
 
     config = LocalRunConfig(
-        data=DataSettings(
-            rows=args.rows,
-            features=args.features,
-            class_balance=parse_class_balance(args.class_balance),
-            seed=args.seed,
-            files=args.files,
-            eval_fraction=args.eval_fraction,
-            transform_fraction=args.transform_fraction,
-        ),
+        data=data_settings_from_args(args),
         workdir=args.workdir,
         job=job_from_args(args),
         server=server_from_args(args),
@@ -131,7 +126,14 @@ def local_mode(args: argparse.Namespace) -> int:
     return 0 if summary.status == "Completed" else 1
 
 
-MODES = {"local": local_mode}
+def cloud_mode(args: argparse.Namespace) -> int:
+    """Train, publish, transform on the deployed stack, score (``model.cloud.run``)."""
+    from model.cloud.run import run_cloud
+
+    return run_cloud(args)
+
+
+MODES = {"local": local_mode, "cloud": cloud_mode}
 
 
 if __name__ == "__main__":

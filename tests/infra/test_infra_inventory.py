@@ -621,3 +621,11 @@ def test_output_values(dev: Run) -> None:
     assert out["notifications_topic_arn"] == topic_arn
     # Every export is a real value (strings, or the list of subnet ids), none unresolved.
     assert all(isinstance(v, str) and v for k, v in out.items() if k != "subnet_ids")
+
+
+def test_the_cloud_script_reads_outputs_the_program_exports(dev: Run, prod: Run) -> None:
+    """model.cloud reads outputs by name: a rename on either side must fail here."""
+    from model.cloud.outputs import OPTIONAL, REQUIRED
+
+    assert set(REQUIRED) <= set(dev.exports)
+    assert set(OPTIONAL) <= set(dev.exports) | set(prod.exports)
