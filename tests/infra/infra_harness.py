@@ -186,7 +186,8 @@ class Run:
     config: dict[str, str]
 
     def of_type(self, typ: str) -> list[dict[str, Any]]:
-        return [r for r in self.resources if r["type"] == typ]
+        """Sorted by name: the engine records resources in completion order, which varies."""
+        return sorted((r for r in self.resources if r["type"] == typ), key=lambda r: r["name"])
 
     def one(self, typ: str) -> dict[str, Any]:
         found = self.of_type(typ)

@@ -412,7 +412,10 @@ def test_notebook_instance(dev: Run, prod: Run) -> None:
     ):
         record = run.one("aws:sagemaker/notebookInstance:NotebookInstance")
         notebook = inputs(record)
-        first_subnet = run.of_type("aws:ec2/subnet:Subnet")[0]["name"]
+        # Records arrive in completion order, not declaration order: pick by name.
+        (first_subnet,) = [
+            r["name"] for r in run.of_type("aws:ec2/subnet:Subnet") if r["name"].endswith("-1")
+        ]
         assert notebook["instanceType"] == instance_type
         assert notebook["volumeSize"] == volume
         assert notebook["rootAccess"] == root
