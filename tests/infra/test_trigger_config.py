@@ -144,3 +144,18 @@ def test_the_longest_stack_prefix_keeps_every_name_within_aws_limits() -> None:
             bucket_arn="arn:aws:s3:::b",
             sagemaker_role_arn="arn:aws:iam::123456789012:role/r",
         )
+
+
+def test_job_defaults_match_the_handlers_own() -> None:
+    """The stack's defaults and the handler's must not drift apart (they live in two places:
+    the handler ships alone, without infra/)."""
+    import dataclasses
+
+    from infra.trigger import TriggerSettings
+    from lambda_handler.config import Settings
+
+    handler = Settings._field_defaults  # a NamedTuple: cheap to import in the Lambda
+    stack = {f.name: f.default for f in dataclasses.fields(TriggerSettings)}
+    shared = set(handler) & set(stack)
+    assert {"instance_type", "batch_strategy", "max_payload_mb", "input_suffix"} <= shared
+    assert {name: stack[name] for name in shared} == {name: handler[name] for name in shared}
