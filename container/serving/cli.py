@@ -97,7 +97,7 @@ def _serve(settings: Settings) -> int:
     app = create_app(
         model, settings, open_connections=open_connections if settings.workers > 1 else None
     )
-    config = uvicorn_config(app, settings.graceful_shutdown_seconds)
+    config = uvicorn_config(app, settings.graceful_shutdown_seconds, settings.max_body_bytes)
     freeze_heap()
     sock = listen(settings.host, settings.port)
     _log_batch_settings()

@@ -21,6 +21,7 @@ is replaced (from the same warm parent), unless workers keep dying.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ctypes
 import ctypes.util
@@ -58,12 +59,18 @@ def listen(host: str, port: int, backlog: int = 2048) -> socket.socket:
     return sock
 
 
-def uvicorn_config(app: Any, graceful_shutdown_seconds: float) -> uvicorn.Config:
-    """uvicorn settings shared by all workers; loaded here, before forking."""
+def uvicorn_config(
+    app: Any, graceful_shutdown_seconds: float, max_body_bytes: int
+) -> uvicorn.Config:
+    """uvicorn settings shared by all workers; loaded here, before forking.
+
+    With httptools, the HTTP protocol is `serving.protocol`'s, which hands
+    request bodies of up to `max_body_bytes` to the app without copying them.
+    """
     config = uvicorn.Config(
         app,
         loop=_available("uvloop", "uvloop", "asyncio"),
-        http=_available("httptools", "httptools", "h11"),
+        http=_http_protocol(max_body_bytes),
         lifespan="off",
         access_log=False,
         log_config=None,
@@ -77,6 +84,15 @@ def uvicorn_config(app: Any, graceful_shutdown_seconds: float) -> uvicorn.Config
     )
     config.load()  # imports the protocol and loop modules once, in the parent
     return config
+
+
+def _http_protocol(max_body_bytes: int) -> str | type[asyncio.Protocol]:
+    """uvicorn's `http` setting: the queued-body httptools protocol, or h11 without httptools."""
+    if _available("httptools", "yes", "no") == "no":
+        return "h11"
+    from serving.protocol import protocol_class
+
+    return protocol_class(max_body_bytes)
 
 
 def _available(module: str, yes: str, no: str) -> str:
