@@ -95,6 +95,18 @@ def _described(status: str, key: str = KEY) -> dict[str, Any]:
     }
 
 
+def _expect_name_taken(stubs: dict[str, Stubber], existing: dict[str, Any]) -> None:
+    """SageMaker refuses the name as a duplicate; the handler then describes that job."""
+    stubs["sagemaker"].add_client_error(
+        "create_transform_job",
+        "ValidationException",
+        DUPLICATE_MESSAGE,
+        400,
+        expected_params=_create_params(),
+    )
+    stubs["sagemaker"].add_response("describe_transform_job", existing, {"TransformJobName": NAME})
+
+
 @pytest.mark.parametrize(
     ("code", "message"),
     [("ValidationException", DUPLICATE_MESSAGE), ("ResourceInUse", f"Job {NAME} already exists")],
@@ -131,32 +143,14 @@ def test_the_same_record_twice_in_one_event_starts_one_job(stubs: dict[str, Stub
     stubs["sagemaker"].add_response(
         "create_transform_job", {"TransformJobArn": ARN}, _create_params()
     )
-    stubs["sagemaker"].add_client_error(
-        "create_transform_job",
-        "ValidationException",
-        DUPLICATE_MESSAGE,
-        400,
-        expected_params=_create_params(),
-    )
-    stubs["sagemaker"].add_response(
-        "describe_transform_job", _described("InProgress"), {"TransformJobName": NAME}
-    )
+    _expect_name_taken(stubs, _described("InProgress"))
     result = handler(s3_event(record, record), None)
     assert len(result["started"]) == 1 and len(result["existing"]) == 1
 
 
 def test_a_redelivery_after_the_job_finished_reports_it(stubs: dict[str, Stubber]) -> None:
     _expect_model(stubs)
-    stubs["sagemaker"].add_client_error(
-        "create_transform_job",
-        "ValidationException",
-        DUPLICATE_MESSAGE,
-        400,
-        expected_params=_create_params(),
-    )
-    stubs["sagemaker"].add_response(
-        "describe_transform_job", _described("Completed"), {"TransformJobName": NAME}
-    )
+    _expect_name_taken(stubs, _described("Completed"))
     result = handler(s3_event(s3_record(KEY, version_id=VERSION)), None)
     assert result["existing"][0]["status"] == "Completed"
 
@@ -165,18 +159,7 @@ def test_a_name_taken_by_another_input_is_a_failure_not_a_silent_success(
     stubs: dict[str, Stubber],
 ) -> None:
     _expect_model(stubs)
-    stubs["sagemaker"].add_client_error(
-        "create_transform_job",
-        "ValidationException",
-        DUPLICATE_MESSAGE,
-        400,
-        expected_params=_create_params(),
-    )
-    stubs["sagemaker"].add_response(
-        "describe_transform_job",
-        _described("Completed", key="transform/input/other.csv"),
-        {"TransformJobName": NAME},
-    )
+    _expect_name_taken(stubs, _described("Completed", key="transform/input/other.csv"))
     with pytest.raises(TriggerError, match=r"already used by a job for s3://.*/other\.csv"):
         handler(s3_event(s3_record(KEY, version_id=VERSION)), None)
 
