@@ -1,6 +1,7 @@
 """A request body kept as the chunks it arrived in.
 
-uvicorn hands the body over in pieces of 64-256 KiB. Joining them is a full
+A large body with a Content-Length arrives as one `bytes` (`serving.protocol`
+reads it in place); others arrive in pieces of up to 64-256 KiB. Joining those is a full
 copy (and, for a 100 MiB payload, 100 MiB more memory at the peak), so the CSV
 fast path never joins: pandas reads the chunks one by one through
 `reader()`, and separator counting walks them in place. Only paths that need

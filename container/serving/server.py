@@ -64,8 +64,8 @@ def uvicorn_config(
 ) -> uvicorn.Config:
     """uvicorn settings shared by all workers; loaded here, before forking.
 
-    With httptools, the HTTP protocol is `serving.protocol`'s, which hands
-    request bodies of up to `max_body_bytes` to the app without copying them.
+    With httptools, the HTTP protocol is `serving.protocol`'s, which reads
+    request bodies of up to `max_body_bytes` straight into the `bytes` the app gets.
     """
     config = uvicorn.Config(
         app,
@@ -86,8 +86,8 @@ def uvicorn_config(
     return config
 
 
-def _http_protocol(max_body_bytes: int) -> str | type[asyncio.Protocol]:
-    """uvicorn's `http` setting: the queued-body httptools protocol, or h11 without httptools."""
+def _http_protocol(max_body_bytes: int) -> str | type[asyncio.BaseProtocol]:
+    """uvicorn's `http` setting: the direct-body httptools protocol, or h11 without httptools."""
     if _available("httptools", "yes", "no") == "no":
         return "h11"
     from serving.protocol import protocol_class

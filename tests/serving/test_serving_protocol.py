@@ -1,9 +1,9 @@
 """`serving.protocol`: request bodies reach the app uncopied, and correctly, on every path.
 
-A real uvicorn server (in a thread, 127.0.0.1) with the queued-body protocol and
-a small ASGI app that answers with what it received, spoken to over raw sockets
-so that Content-Length, chunked, pipelined and `Expect: 100-continue` requests
-are exactly as written here.
+A real uvicorn server (in a thread, 127.0.0.1), on uvloop and on asyncio's own
+loop, with the direct-body protocol and a small ASGI app that answers with
+what it received, spoken to over raw sockets so that Content-Length, chunked,
+pipelined, cut-off and `Expect: 100-continue` requests are exactly as written.
 """
 
 from __future__ import annotations
@@ -28,8 +28,14 @@ LIMIT = 4 * 1024 * 1024
 
 
 async def echo_app(scope, receive, send) -> None:
-    """Answers JSON: message count, body types, total size and sha256 of the body."""
+    """Answers JSON: message count, body types, total size and sha256 of the body.
+
+    On /early it answers at once, without reading the body (as a 415 does).
+    """
     if scope["type"] != "http":
+        return
+    if scope["path"] == "/early":
+        await _answer(send, b'{"early": true}')
         return
     digest = hashlib.sha256()
     count, size, types = 0, 0, set()
@@ -46,15 +52,20 @@ async def echo_app(scope, receive, send) -> None:
     body = json.dumps(
         {"messages": count, "size": size, "types": sorted(types), "sha": digest.hexdigest()}
     ).encode()
+    await _answer(send, body)
+
+
+async def _answer(send, body: bytes) -> None:
     headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
     await send({"type": "http.response.start", "status": 200, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[int]:
+@pytest.fixture(scope="module", params=["uvloop", "asyncio"])
+def server(request) -> Iterator[int]:
     config = uvicorn_config(echo_app, 1, LIMIT)
-    assert issubclass(config.http_protocol_class, protocol.QueuedBodyHttpToolsProtocol)
+    assert issubclass(config.http_protocol_class, protocol.DirectBodyProtocol)
+    config.loop = request.param
     port = free_port()
     config.host, config.port = "127.0.0.1", port
     uv = uvicorn.Server(config)
@@ -81,6 +92,21 @@ def queued_receives(monkeypatch) -> list[int]:
 
     monkeypatch.setattr(protocol._QueuedBodyCycle, "receive", counting)
     return calls
+
+
+@pytest.fixture
+def in_place(monkeypatch) -> list[int]:
+    """Sizes of the socket reads that went straight into a body's own buffer."""
+    reads: list[int] = []
+    original = protocol.DirectBodyHttpToolsProtocol.buffer_updated
+
+    def counting(self, nbytes: int) -> None:
+        if self._reading_in_place:
+            reads.append(nbytes)
+        original(self, nbytes)
+
+    monkeypatch.setattr(protocol.DirectBodyHttpToolsProtocol, "buffer_updated", counting)
+    return reads
 
 
 def exchange(port: int, raw: bytes, responses: int = 1, *, expect_continue: bool = False) -> list:
@@ -112,8 +138,8 @@ def exchange(port: int, raw: bytes, responses: int = 1, *, expect_continue: bool
         return out
 
 
-def post(body: bytes, *headers: str) -> bytes:
-    lines = ["POST /echo HTTP/1.1", "host: t", *headers]
+def post(body: bytes, *headers: str, path: str = "/echo") -> bytes:
+    lines = [f"POST {path} HTTP/1.1", "host: t", *headers]
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
 
@@ -125,20 +151,55 @@ def payload(size: int) -> bytes:
     return (b"0123456789abcdef" * (size // 16 + 1))[:size]
 
 
-def test_content_length_body_arrives_whole_through_the_queue(server, queued_receives):
+def test_large_body_is_read_in_place_and_arrives_whole(server, queued_receives, in_place):
     body = payload(3 * 1024 * 1024 + 7)
     (got,) = exchange(server, post(body, f"content-length: {len(body)}"))
     assert (got["size"], got["sha"]) == expected(body)
     assert got["types"] == ["bytes"]
-    assert got["messages"] == len(queued_receives) > 1  # chunks handed on as they came
+    assert got["messages"] == len(queued_receives) == 1
+    # All but what came in the head's read went straight into the body's buffer.
+    assert len(body) - protocol.DIRECT_MIN_BYTES <= sum(in_place) < len(body)
 
 
-def test_empty_and_small_bodies(server, queued_receives):
+def test_empty_and_small_bodies(server, queued_receives, in_place):
     empty, small = exchange(
         server, post(b"", "content-length: 0") + post(b"a,b\n", "content-length: 4"), 2
     )
     assert (empty["size"], small["size"]) == (0, 4)
     assert small["sha"] == expected(b"a,b\n")[1]
+    assert in_place == []
+
+
+def test_body_just_under_the_in_place_size_is_queued(server, queued_receives, in_place):
+    body = payload(protocol.DIRECT_MIN_BYTES - 1)
+    (got,) = exchange(server, post(body, f"content-length: {len(body)}"))
+    assert (got["size"], got["sha"]) == expected(body)
+    assert in_place == [] and queued_receives
+
+
+def test_answer_before_the_body_is_read_keeps_the_connection_usable(server, in_place):
+    big, small = payload(2 * 1024 * 1024), payload(10)
+    early, after = exchange(
+        server,
+        post(big, f"content-length: {len(big)}", path="/early")
+        + post(small, f"content-length: {len(small)}"),
+        2,
+    )
+    assert early == {"early": True}
+    assert (after["size"], after["sha"]) == expected(small)
+    assert sum(in_place) > len(big) // 2
+
+
+def test_client_gone_mid_body_leaves_the_server_serving(server, in_place):
+    body = payload(2 * 1024 * 1024)
+    with socket.create_connection(("127.0.0.1", server), timeout=10) as sock:
+        sock.sendall(post(body, f"content-length: {len(body)}")[: 1024 * 1024])
+        deadline = time.monotonic() + 10
+        while not in_place and time.monotonic() < deadline:
+            time.sleep(0.01)
+    assert in_place, "the cut-off body was never read in place"
+    (got,) = exchange(server, post(body, f"content-length: {len(body)}"))
+    assert (got["size"], got["sha"]) == expected(body)
 
 
 @pytest.mark.parametrize(
@@ -148,7 +209,7 @@ def test_empty_and_small_bodies(server, queued_receives):
         ("transfer-encoding: chunked",),
     ],
 )
-def test_other_framings_take_uvicorns_path(server, queued_receives, headers):
+def test_other_framings_take_uvicorns_path(server, queued_receives, in_place, headers):
     body = payload(300_000)
     if "transfer-encoding: chunked" in headers:
         raw = post(
@@ -164,24 +225,40 @@ def test_other_framings_take_uvicorns_path(server, queued_receives, headers):
         results = []  # uvicorn may refuse a duplicated Content-Length (400): fine
     for got in results:
         assert (got["size"], got["sha"]) == expected(body)
-    assert queued_receives == []
+    assert queued_receives == [] and in_place == []
 
 
-def test_body_over_the_limit_takes_uvicorns_path(server, queued_receives):
+def test_body_over_the_limit_takes_uvicorns_path(server, queued_receives, in_place):
     body = payload(LIMIT + 1)
     (got,) = exchange(server, post(body, f"content-length: {len(body)}"))
     assert (got["size"], got["sha"]) == expected(body)
-    assert queued_receives == []
+    assert queued_receives == [] and in_place == []
 
 
 def test_keep_alive_and_pipelined_requests(server, queued_receives):
-    bodies = [payload(n) for n in (200_000, 5, 1_000_000)]
+    bodies = [payload(n) for n in (200_000, 5, 1_000_000, 300_000)]
     raw = b"".join(post(b, f"content-length: {len(b)}") for b in bodies)
     results = exchange(server, raw, len(bodies))
     assert [(r["size"], r["sha"]) for r in results] == [expected(b) for b in bodies]
 
 
-def test_expect_100_continue(server, queued_receives):
+def test_keep_alive_requests_one_after_another_are_each_read_in_place(server, in_place):
+    bodies = [payload(n) for n in (700_000, 1_500_000, 90_000)]
+    with socket.create_connection(("127.0.0.1", server), timeout=10) as sock:
+        for body in bodies:
+            sock.sendall(post(body, f"content-length: {len(body)}"))
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += sock.recv(65536) or pytest.fail("connection closed early")
+            head, _, rest = head.partition(b"\r\n\r\n")
+            while not rest.endswith(b"}"):
+                rest += sock.recv(65536) or pytest.fail("connection closed early")
+            got = json.loads(rest)
+            assert (got["size"], got["sha"]) == expected(body)
+    assert in_place
+
+
+def test_expect_100_continue(server, queued_receives, in_place):
     body = payload(500_000)
     (got,) = exchange(
         server,
@@ -189,15 +266,34 @@ def test_expect_100_continue(server, queued_receives):
         expect_continue=True,
     )
     assert (got["size"], got["sha"]) == expected(body)
-    assert queued_receives
+    assert queued_receives and in_place
+
+
+@pytest.mark.parametrize("size", [2, 3, 4096, 6 * 1024 * 1024])
+def test_unfilled_bytes_are_a_bytes_object_written_through_the_view(size):
+    unfilled = protocol.unfilled_bytes(size)
+    assert unfilled is not None
+    data, view = unfilled
+    content = payload(size)
+    view[:] = content
+    assert type(data) is bytes and len(data) == size
+    assert data == content and hash(data) == hash(content)
+    assert not view.readonly and view.nbytes == size
+
+
+@pytest.mark.parametrize("size", [0, 1])
+def test_unfilled_bytes_refuses_sizes_cpython_may_share(size):
+    assert protocol.unfilled_bytes(size) is None
 
 
 # The uvicorn code serving.protocol builds on, as of the pinned version. If this
 # fails after an upgrade, re-read these methods in uvicorn/protocols/http/
-# httptools_impl.py, check _QueuedBodyCycle / QueuedBodyHttpToolsProtocol
+# httptools_impl.py, check _QueuedBodyCycle / DirectBodyHttpToolsProtocol
 # against them (or drop serving.protocol), then update the hashes.
 PINNED_UVICORN = "0.54.0"
 PINNED_SOURCES = {
+    "HttpToolsProtocol.__init__": "4f08999410347141",
+    "HttpToolsProtocol.data_received": "010a7ae59a5d3b1a",
     "HttpToolsProtocol.on_headers_complete": "1ea8589acfad92d8",
     "HttpToolsProtocol.on_body": "dba9c32aeba35b6a",
     "HttpToolsProtocol.on_message_complete": "1fbad42dc31fc01f",
