@@ -17,9 +17,10 @@ caps, allocator tuning, frozen heap) and warm up first. Floor and HTTP run in sh
 alternating rounds so that other load on the machine hits both alike; the
 wall-clock ratio is still sensitive to it, so the CPU time per row of each side
 (server workers + client vs floor processes) is printed as well. The HTTP
-client is a minimal HTTP/1.1 client on raw sockets (keep-alive unless the
-server says `Connection: close`, as `serve` does for /invocations with several
-workers) so that client overhead, which shares the cores, stays small.
+client is a minimal HTTP/1.1 client on raw sockets, so that client overhead,
+which shares the cores, stays small; each client keeps its connection across
+rounds, as Batch Transform does (`serve` closes one only to move it off a
+worker that holds two, and the number of reconnects is printed).
 """
 
 from __future__ import annotations
