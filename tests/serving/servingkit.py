@@ -44,6 +44,18 @@ def csv_rows(x: np.ndarray) -> bytes:
     return "\n".join(",".join(map(repr, row)) for row in x.tolist()).encode() + b"\n"
 
 
+def invocation_headers(
+    content_type: str | None, accept: str | None, attributes: str | None = None
+) -> dict[str, str]:
+    """Headers for POST /invocations, leaving out the ones given as None."""
+    named = {
+        "content-type": content_type,
+        "accept": accept,
+        "x-amzn-sagemaker-custom-attributes": attributes,
+    }
+    return {name: value for name, value in named.items() if value is not None}
+
+
 # ---------------------------------------------------------------- subprocesses
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from servingkit import rss_bytes
+from servingkit import invocation_headers, rss_bytes
 
 CSV = "text/csv"
 JSON = "application/json"
@@ -65,11 +65,7 @@ CASES = [
 
 
 def send(server, content_type, accept, body):
-    headers = {}
-    if content_type is not None:
-        headers["content-type"] = content_type
-    if accept is not None:
-        headers["accept"] = accept
+    headers = invocation_headers(content_type, accept)
     return server.client.post("/invocations", content=body, headers=headers)
 
 

@@ -11,6 +11,7 @@ import json
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from servingkit import invocation_headers
 
 # Printable ASCII; HTTP cannot carry leading/trailing blanks in a header value.
 HEADER_TEXT = st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=60).map(
@@ -95,13 +96,7 @@ def test_invocations_never_answer_5xx(binary_server):
         attributes=st.one_of(st.none(), HEADER_TEXT, st.just("predict_proba=true")),
     )
     def one_request(body, content_type, accept, attributes):
-        headers = {}
-        if content_type is not None:
-            headers["content-type"] = content_type
-        if accept is not None:
-            headers["accept"] = accept
-        if attributes is not None:
-            headers["x-amzn-sagemaker-custom-attributes"] = attributes
+        headers = invocation_headers(content_type, accept, attributes)
         response = binary_server.client.post("/invocations", content=body, headers=headers)
         assert response.status_code < 500, (response.status_code, response.text)
         if response.status_code >= 400:
