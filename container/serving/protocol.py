@@ -73,13 +73,12 @@ class _QueuedBodyCycle(RequestResponseCycle):
 class DirectBodyHttpToolsProtocol(HttpToolsProtocol):
     """uvicorn's protocol, reading large bodies in place (see the module docstring).
 
-    The event loop talks to it through `DirectBodyProtocol`.
+    The event loop talks to it through `DirectBodyProtocol`, which builds it.
     """
 
-    max_body_bytes: int = 0
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, max_body_bytes: int, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.max_body_bytes = max_body_bytes
         self._scratch = memoryview(bytearray(_SCRATCH_BYTES))
         # The body being filled in place: the object the app will get, a
         # writable view of its storage, and how many bytes have arrived.
@@ -124,7 +123,6 @@ class DirectBodyHttpToolsProtocol(HttpToolsProtocol):
         cycle.chunks = deque()
         if length >= DIRECT_MIN_BYTES and (unfilled := unfilled_bytes(length)) is not None:
             self._body, self._body_view = unfilled
-            self._filled = 0
 
     def on_body(self, body: bytes) -> None:
         cycle = self.cycle
@@ -163,14 +161,14 @@ class DirectBodyProtocol(asyncio.BufferedProtocol):
 
     Why a separate object: uvloop reads into `get_buffer()` only for
     protocols that are not `asyncio.Protocol` subclasses, and uvicorn's is one.
-    uvicorn builds this class with its usual arguments (`Config.http`).
+    uvicorn builds this class with its usual arguments (`Config.http`); the body
+    limit is a class attribute, baked in by `protocol_class`.
     """
 
     max_body_bytes: int = 0
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self.http = DirectBodyHttpToolsProtocol(*args, **kwargs)
-        self.http.max_body_bytes = self.max_body_bytes
+        self.http = DirectBodyHttpToolsProtocol(*args, max_body_bytes=self.max_body_bytes, **kwargs)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.http.connection_made(transport)  # type: ignore[arg-type]
