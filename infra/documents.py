@@ -52,77 +52,6 @@ def assume_role_policy(service: str) -> Document:
     )
 
 
-def execution_role_policy(
-    *,
-    bucket_arn: str,
-    repository_arn: str,
-    secret_arn: str | None = None,
-    kms_key_arn: str | None = None,
-    allow_all_buckets: bool = False,
-) -> Document:
-    """The SageMaker execution role's own permissions, scoped to this stack's resources.
-
-    `allow_all_buckets` restores the seed demo's read/write on any bucket in the account;
-    it is off unless the stack's config says otherwise.
-    """
-    statements: list[Document] = [
-        {
-            "Sid": "ProjectBucket",
-            "Effect": "Allow",
-            "Action": S3_BUCKET_ACTIONS,
-            "Resource": bucket_arn,
-        },
-        {
-            "Sid": "ProjectBucketObjects",
-            "Effect": "Allow",
-            "Action": S3_OBJECT_ACTIONS,
-            "Resource": f"{bucket_arn}/*",
-        },
-        {
-            # GetAuthorizationToken has no resource-level permissions (ECR service authorization
-            # reference), so "*" is the only valid resource for it.
-            "Sid": "EcrLogin",
-            "Effect": "Allow",
-            "Action": "ecr:GetAuthorizationToken",
-            "Resource": "*",
-        },
-        {
-            "Sid": "ProjectRepositoryPull",
-            "Effect": "Allow",
-            "Action": ECR_PULL_ACTIONS,
-            "Resource": repository_arn,
-        },
-    ]
-    if allow_all_buckets:
-        any_bucket = f"arn:{_partition(bucket_arn)}:s3:::*"
-        statements += [
-            {
-                "Sid": "AnyBucketSeedCompat",
-                "Effect": "Allow",
-                "Action": S3_BUCKET_ACTIONS,
-                "Resource": any_bucket,
-            },
-            {
-                "Sid": "AnyBucketObjectsSeedCompat",
-                "Effect": "Allow",
-                "Action": S3_OBJECT_ACTIONS,
-                "Resource": f"{any_bucket}/*",
-            },
-        ]
-    if secret_arn:
-        statements.append(
-            {
-                "Sid": "GitCredentials",
-                "Effect": "Allow",
-                "Action": ["secretsmanager:DescribeSecret", "secretsmanager:GetSecretValue"],
-                "Resource": secret_arn,
-            }
-        )
-    if kms_key_arn:
-        statements += kms_use_statements(kms_key_arn)
-    return _document(*statements)
-
-
 def kms_use_statements(kms_key_arn: str) -> list[Document]:
     """Encrypt/decrypt with the stack's key, and grants only for AWS services (volumes)."""
     return [
@@ -183,18 +112,81 @@ def s3_prefix_access_policy(
     return _document(*statements)
 
 
+def _deny_insecure_transport(bucket_arn: str) -> Document:
+    return {
+        "Sid": "DenyInsecureTransport",
+        "Effect": "Deny",
+        "Principal": "*",
+        "Action": "s3:*",
+        "Resource": [bucket_arn, f"{bucket_arn}/*"],
+        "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+    }
+
+
 def tls_only_bucket_policy(bucket_arn: str) -> Document:
     """Deny every request to the bucket and its objects that does not use TLS."""
-    return _document(
-        {
-            "Sid": "DenyInsecureTransport",
-            "Effect": "Deny",
-            "Principal": "*",
-            "Action": "s3:*",
-            "Resource": [bucket_arn, f"{bucket_arn}/*"],
-            "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+    return _document(_deny_insecure_transport(bucket_arn))
+
+
+# Where the log bucket keeps each kind of log (S3 adds AWSLogs/<account>/... for flow logs).
+ACCESS_LOGS_PREFIX = "access-logs/"
+FLOW_LOGS_PREFIX = "flow-logs/"
+S3_LOGGING_PRINCIPAL = "logging.s3.amazonaws.com"
+LOG_DELIVERY_PRINCIPAL = "delivery.logs.amazonaws.com"
+
+
+def log_bucket_policy(
+    *,
+    log_bucket_arn: str,
+    account_id: str,
+    region: str,
+    source_bucket_arn: str | None = None,
+    flow_logs: bool = False,
+) -> Document:
+    """TLS only; S3 may write the data bucket's access logs and VPC log delivery the flow
+    logs, each only under its own prefix and only for this account (S3 user guide, "Enabling
+    Amazon S3 server access logging"; VPC user guide, "Flow logs to Amazon S3")."""
+    partition = _partition(log_bucket_arn)
+    same_account = {"aws:SourceAccount": account_id}
+    statements: list[Document] = [_deny_insecure_transport(log_bucket_arn)]
+    if source_bucket_arn:
+        statements.append(
+            {
+                "Sid": "S3ServerAccessLogs",
+                "Effect": "Allow",
+                "Principal": {"Service": S3_LOGGING_PRINCIPAL},
+                "Action": "s3:PutObject",
+                "Resource": f"{log_bucket_arn}/{ACCESS_LOGS_PREFIX}*",
+                "Condition": {
+                    "ArnLike": {"aws:SourceArn": source_bucket_arn},
+                    "StringEquals": same_account,
+                },
+            }
+        )
+    if flow_logs:
+        delivery = {
+            "StringEquals": same_account,
+            "ArnLike": {"aws:SourceArn": f"arn:{partition}:logs:{region}:{account_id}:*"},
         }
-    )
+        statements += [
+            {
+                "Sid": "VpcFlowLogsWrite",
+                "Effect": "Allow",
+                "Principal": {"Service": LOG_DELIVERY_PRINCIPAL},
+                "Action": "s3:PutObject",
+                "Resource": f"{log_bucket_arn}/{FLOW_LOGS_PREFIX}AWSLogs/{account_id}/*",
+                "Condition": delivery,
+            },
+            {
+                "Sid": "VpcFlowLogsAclCheck",
+                "Effect": "Allow",
+                "Principal": {"Service": LOG_DELIVERY_PRINCIPAL},
+                "Action": ["s3:GetBucketAcl", "s3:ListBucket"],
+                "Resource": log_bucket_arn,
+                "Condition": delivery,
+            },
+        ]
+    return _document(*statements)
 
 
 def ecr_lifecycle_policy(keep_images: int) -> Document:

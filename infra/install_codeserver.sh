@@ -36,10 +36,22 @@ job_file=$(as_user mktemp "$JOB.XXXXXX")
 as_user tee "$job_file" >/dev/null <<'JOB'
 #!/bin/bash
 # Installs code-server, its Python environment and the Python extension into TOOLS_DIR.
+# Run by hand to upgrade: CODE_SERVER_VERSION=<version> bash ~/SageMaker/.tools/install-codeserver.sh
 set -euo pipefail
-: "${CODE_SERVER_VERSION:?}" "${TOOLS_DIR:?}" "${SM_HOME:?}"
-: "${CODE_SERVER_PYTHON:=3.11}" "${UV_WAIT_SECONDS:=600}"
 log() { printf '%s install-codeserver: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$*"; }
+# This file lives in TOOLS_DIR, on the SageMaker volume: defaults for a manual run.
+: "${TOOLS_DIR:=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)}"
+: "${SM_HOME:=$(dirname "$TOOLS_DIR")}"
+: "${CODE_SERVER_PYTHON:=3.11}" "${UV_WAIT_SECONDS:=600}"
+if [ -z "${CODE_SERVER_VERSION:-}" ]; then
+    # No version asked for: reinstall (repair) the one that is linked now.
+    current=$(readlink "$TOOLS_DIR/bin/code-server" 2>/dev/null || true)
+    CODE_SERVER_VERSION=$(basename "$(dirname "$(dirname "$current")")")
+    if [ -z "$current" ] || [ "$CODE_SERVER_VERSION" = . ]; then
+        log "no code-server installed yet: run CODE_SERVER_VERSION=<version> bash $0"
+        exit 2
+    fi
+fi
 
 export XDG_DATA_HOME="$TOOLS_DIR/xdg/data" XDG_CONFIG_HOME="$TOOLS_DIR/xdg/config"
 export UV_CACHE_DIR="$TOOLS_DIR/uv-cache" UV_PYTHON_INSTALL_DIR="$TOOLS_DIR/python"

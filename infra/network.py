@@ -3,18 +3,29 @@
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_aws as aws
 
+from infra.documents import FLOW_LOGS_PREFIX
+
 SUBNET_COUNT = 2
+# Flow log records are aggregated for up to 10 minutes (the cheaper of the two choices).
+FLOW_LOG_AGGREGATION_SECONDS = 600
 
 
 @dataclass(frozen=True)
 class NetworkArgs:
+    """`flow_logs_bucket_arn`: record the VPC's flow logs (all traffic) in this bucket under
+    `flow-logs/` (None: no flow logs)."""
+
     prefix: str
     vpc_cidr: str
+    flow_logs_bucket_arn: pulumi.Input[str] | None = None
+    # What the flow log must wait for (the log bucket's policy, which admits log delivery).
+    flow_logs_after: Sequence[pulumi.Resource] = field(default_factory=tuple)
 
 
 def subnet_cidrs(vpc_cidr: str, count: int = SUBNET_COUNT) -> list[str]:
@@ -58,6 +69,20 @@ class Network(pulumi.ComponentResource):
             tags={"Name": f"{prefix}-vpc"},
             opts=child,
         )
+        if args.flow_logs_bucket_arn is not None:
+            # Straight to S3 (no IAM role needed: the log bucket's policy admits log delivery).
+            aws.ec2.FlowLog(
+                f"{prefix}-flow-logs",
+                vpc_id=vpc.id,
+                traffic_type="ALL",
+                log_destination_type="s3",
+                log_destination=pulumi.Output.from_input(args.flow_logs_bucket_arn).apply(
+                    lambda arn: f"{arn}/{FLOW_LOGS_PREFIX}"
+                ),
+                max_aggregation_interval=FLOW_LOG_AGGREGATION_SECONDS,
+                tags={"Name": f"{prefix}-flow-logs"},
+                opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.flow_logs_after)),
+            )
         # Adopt the VPC's default security group and strip every rule from it, so nothing
         # launched without an explicit group gets traffic (Security Hub EC2.2).
         aws.ec2.DefaultSecurityGroup(

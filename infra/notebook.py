@@ -20,6 +20,11 @@ CODE_SERVER_PATH = "/codeserver/"
 _SAFE_VALUE = re.compile(r"^[A-Za-z0-9._-]+$")
 
 
+def instance_name(prefix: str) -> str:
+    """The notebook instance's fixed name (its URL and the notebook role's scope use it)."""
+    return f"{prefix}-notebook"
+
+
 def render_script(path: Path, values: Mapping[str, str]) -> str:
     """The script with each `: "${NAME:=default}"` line's default replaced by `values[NAME]`.
 
@@ -115,7 +120,7 @@ class Notebook(pulumi.ComponentResource):
         )
         instance = aws.sagemaker.NotebookInstance(
             f"{args.prefix}-notebook",
-            name=f"{args.prefix}-notebook",
+            name=instance_name(args.prefix),
             role_arn=args.role_arn,
             instance_type=args.instance_type,
             volume_size=args.volume_size_gb,

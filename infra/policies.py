@@ -12,16 +12,26 @@ share them. Secret values may arrive wrapped in Pulumi's secret envelope; `plain
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-Record = Mapping[str, Any]
+from infra import security_checks as security
+from infra.records import (
+    SECRET_SIG,
+    SIG_KEY,
+    UNKNOWN,
+    Record,
+    depends_on,
+    plain,
+)
+from infra.records import as_list as _as_list
+from infra.records import document as _document
+from infra.records import known as _known
+from infra.records import of_type as _of_type
+from infra.records import props as _props
 
-# Pulumi's wire format marks a secret as {SIG_KEY: SECRET_SIG, "value": ...}.
-SIG_KEY = "4dabf18193072939515e22adb298388d"
-SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"  # noqa: S105 - a marker, not a password
-UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
+__all__ = ["SECRET_SIG", "SIG_KEY", "UNKNOWN", "Expectations", "Record", "check_stack", "plain"]
 
 BUCKET = "aws:s3/bucket:Bucket"
 PUBLIC_ACCESS_BLOCK = "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock"
@@ -57,46 +67,6 @@ REQUIRED_TAGS = ("project", "stack", "managed-by")
 UNSCOPABLE_ACTIONS = {"ecr:GetAuthorizationToken"}
 
 
-def plain(value: Any) -> Any:
-    """The value with every secret envelope replaced by its content."""
-    if isinstance(value, Mapping):
-        if value.get(SIG_KEY) == SECRET_SIG:
-            return plain(value.get("value"))
-        return {key: plain(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [plain(item) for item in value]
-    return value
-
-
-def _known(value: Any) -> bool:
-    return value is not None and value != UNKNOWN
-
-
-def _props(record: Record) -> dict[str, Any]:
-    """Outputs over inputs: after `up` the outputs hold computed values such as ARNs."""
-    merged = dict(plain(record.get("inputs") or {}))
-    merged.update({k: v for k, v in plain(record.get("outputs") or {}).items() if _known(v)})
-    return merged
-
-
-def _of_type(resources: Iterable[Record], *types: str) -> Iterator[Record]:
-    return (r for r in resources if r["type"] in types)
-
-
-def _as_list(value: Any) -> list[Any]:
-    if value is None:
-        return []
-    return list(value) if isinstance(value, list | tuple) else [value]
-
-
-def _document(raw: Any) -> dict[str, Any] | None:
-    if isinstance(raw, Mapping):
-        return dict(raw)
-    if isinstance(raw, str) and raw and raw != UNKNOWN:
-        return json.loads(raw)
-    return None
-
-
 def policy_documents(resources: Iterable[Record]) -> list[tuple[str, str, dict[str, Any]]]:
     """(resource name, property, parsed document) for every known policy document."""
     found = []
@@ -121,7 +91,7 @@ def _bucket_of(record: Record, buckets: Sequence[Record]) -> str | None:
         props = _props(bucket)
         if _known(ref) and ref in (props.get("id"), props.get("bucket")):
             return bucket["name"]
-        if not _known(ref) and bucket.get("urn") in (record.get("dependencies") or ()):
+        if not _known(ref) and depends_on(record, bucket.get("urn"), "bucket"):
             return bucket["name"]
     return None
 
@@ -363,27 +333,63 @@ def secrets_never_plaintext(
     return violations
 
 
+@dataclass(frozen=True)
+class Expectations:
+    """What a stack's config says it must have (prod: all on; dev: its switches)."""
+
+    protected: bool = False
+    kms: bool = False
+    flow_logs: bool = False
+    access_logging: bool = False
+    tracing: bool = False
+    allow_any_bucket: bool = False
+
+    @classmethod
+    def of(cls, settings: Any) -> Expectations:
+        """From an `infra.settings.Settings` (duck-typed: this module imports no Pulumi)."""
+        return cls(
+            protected=settings.protect_data,
+            kms=settings.kms_key,
+            flow_logs=settings.flow_logs,
+            access_logging=settings.access_logging,
+            tracing=settings.lambda_tracing,
+            allow_any_bucket=settings.allow_all_buckets,
+        )
+
+
 def check_stack(
     resources: Sequence[Record],
     exports: Mapping[str, Any] | None = None,
     *,
     secrets: Iterable[str] = (),
-    protected: bool = False,
-    allow_any_bucket: bool = False,
+    expect: Expectations | None = None,
 ) -> dict[str, list[str]]:
     """Run every invariant; map each check's name to its violations (only failing checks)."""
+    expect = expect or Expectations()
     results = {
         "buckets_not_public": buckets_not_public(resources),
         "buckets_encrypted": buckets_encrypted(resources),
         "buckets_tls_only": buckets_tls_only(resources),
         "no_security_group_ingress": no_security_group_ingress(resources),
         "subnets_in_distinct_zones": subnets_in_distinct_zones(resources),
-        "s3_access_scoped": s3_access_scoped(resources, allow_any_bucket=allow_any_bucket),
+        "s3_access_scoped": s3_access_scoped(resources, allow_any_bucket=expect.allow_any_bucket),
         "ecr_access_scoped": ecr_access_scoped(resources),
         "notebooks_imdsv2_only": notebooks_imdsv2_only(resources),
         "provider_tags_everything": provider_tags_everything(resources),
         "secrets_never_plaintext": secrets_never_plaintext(resources, exports or {}, secrets),
+        "managed_policies_only_on_notebook": security.managed_policies_only_on_notebook(resources),
+        "job_role_scoped": security.job_role_scoped(resources),
+        "encrypted_with_stack_key": security.encrypted_with_stack_key(
+            resources, required=expect.kms
+        ),
+        "key_policy_principals": security.key_policy_principals(resources),
     }
-    if protected:
+    if expect.protected:
         results["buckets_protected"] = buckets_protected(resources)
+    if expect.flow_logs:
+        results["flow_logs_enabled"] = security.flow_logs_enabled(resources)
+    if expect.access_logging:
+        results["access_logging_enabled"] = security.access_logging_enabled(resources)
+    if expect.tracing:
+        results["functions_traced"] = security.functions_traced(resources)
     return {name: found for name, found in results.items() if found}

@@ -20,6 +20,8 @@ class RegistryArgs:
     prefix: str
     force_delete: bool
     keep_images: int
+    # The stack's key for the images at rest (None: ECR's AES-256 default).
+    kms_key_arn: pulumi.Input[str] | None = None
     # Relative to the project directory, where Pulumi runs the program and the Docker
     # provider: relative paths keep the state identical on every machine.
     context: str = "container"
@@ -49,7 +51,16 @@ class Registry(pulumi.ComponentResource):
             image_scanning_configuration=aws.ecr.RepositoryImageScanningConfigurationArgs(
                 scan_on_push=True
             ),
+            # The tag moves with every push; nothing runs the tag: the exported image_uri and
+            # every SageMaker Model name the digest (see the class docstring).
             image_tag_mutability="MUTABLE",
+            encryption_configurations=[
+                aws.ecr.RepositoryEncryptionConfigurationArgs(
+                    encryption_type="KMS", kms_key=args.kms_key_arn
+                )
+                if args.kms_key_arn is not None
+                else aws.ecr.RepositoryEncryptionConfigurationArgs(encryption_type="AES256")
+            ],
             force_delete=args.force_delete,
             opts=child,
         )

@@ -43,6 +43,16 @@ REGION_RE = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
 BRANCH_RE = re.compile(r"^[A-Za-z0-9._/-]{1,255}$")
 USERNAME_RE = re.compile(r"^[A-Za-z0-9._@-]{1,255}$")
 SECRET_KEY = "githubToken"  # noqa: S105 - the config key's name, not its value
+# The stack files ship placeholders (a GitHub owner and a mail domain that are not yours);
+# domains reserved for documentation (RFC 2606 / RFC 6761) can never be real either.
+PLACEHOLDER_OWNERS = ("acme-ml",)
+RESERVED_DOMAINS = ("example", "example.com", "example.net", "example.org", "invalid", "test")
+# CloudWatch Logs PutRetentionPolicy accepts only these day counts; the log bucket's
+# expiry uses the same list so one setting reads the same everywhere.
+LOG_RETENTION_DAYS = (
+    1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731,
+    1096, 1827, 2192, 2557, 2922, 3288, 3653,
+)  # fmt: skip
 
 
 class SettingsError(pulumi.RunError):
@@ -73,6 +83,12 @@ class Settings:
     ecr_keep_images: int = 10
     kms_key: bool = False
     allow_all_buckets: bool = False
+    # Security controls (issue 14): off by default, on in Pulumi.prod.yaml.
+    notebook_full_access: bool = False
+    flow_logs: bool = False
+    access_logging: bool = False
+    log_retention_days: int = 90
+    lambda_tracing: bool = False
     # `aws:profile`, forwarded to the explicit provider (which, unlike the default one,
     # does not read the `aws:` config namespace by itself).
     aws_profile: str | None = None
@@ -122,6 +138,11 @@ DEFAULTS: dict[str, object] = {
     "ecrKeepImages": Settings.ecr_keep_images,
     "kmsKey": Settings.kms_key,
     "allowAllBuckets": Settings.allow_all_buckets,
+    "notebookSageMakerFullAccess": Settings.notebook_full_access,
+    "vpcFlowLogs": Settings.flow_logs,
+    "s3AccessLogging": Settings.access_logging,
+    "logRetentionDays": Settings.log_retention_days,
+    "lambdaTracing": Settings.lambda_tracing,
 }
 
 
@@ -191,6 +212,28 @@ def _check_https_url(value: str) -> str | None:
     return None
 
 
+def _reserved_host(host: str) -> bool:
+    host = host.lower().rstrip(".")
+    return any(host == d or host.endswith(f".{d}") for d in RESERVED_DOMAINS)
+
+
+def _check_repo_url(value: str) -> str | None:
+    problem = _check_https_url(value)
+    if problem:
+        return problem
+    parsed = urlparse(value)
+    owner = parsed.path.strip("/").split("/")[0].lower()
+    if owner in PLACEHOLDER_OWNERS or "<" in value or _reserved_host(parsed.hostname or ""):
+        return "is a placeholder (the stack file's example), not your repository"
+    return None
+
+
+def placeholder_email(value: str) -> bool:
+    """True for the shipped example address (or any address at a reserved domain)."""
+    domain = value.rpartition("@")[2]
+    return "<" in value or _reserved_host(domain) or domain.split(".")[0] in PLACEHOLDER_OWNERS
+
+
 def _check_cidr(value: str) -> str | None:
     try:
         network = ipaddress.ip_network(value, strict=True)
@@ -233,8 +276,15 @@ def load_settings(config: pulumi.Config | None = None) -> Settings:
         )
 
     repo_url = read.string(
-        "githubRepoUrl", "https://github.com/<owner>/<repo>.git", _check_https_url
+        "githubRepoUrl", "https://github.com/<owner>/<repo>.git", _check_repo_url
     )
+    email = read.raw("notificationEmail")
+    if email is not None and placeholder_email(email):
+        read.fail(
+            "notificationEmail",
+            f"is a placeholder (an example address), not yours (got {email!r})",
+            "<you@your-domain> (or pulumi config rm notificationEmail)",
+        )
     branch = read.string("githubBranch", "main", _check_pattern(BRANCH_RE, "a git branch name"))
     username = read.raw("githubUsername")
     if username is not None and not USERNAME_RE.fullmatch(username):
@@ -285,6 +335,15 @@ def load_settings(config: pulumi.Config | None = None) -> Settings:
         )
     cidr = read.string("vpcCidr", "10.0.0.0/16", _check_cidr)
     keep = read.integer("ecrKeepImages", "10", 1, 1000, "a whole number from 1 to 1000")
+    retention = read.integer(
+        "logRetentionDays", "90", 1, max(LOG_RETENTION_DAYS), "a number of days"
+    )
+    if 1 <= retention <= max(LOG_RETENTION_DAYS) and retention not in LOG_RETENTION_DAYS:
+        read.fail(
+            "logRetentionDays",
+            f"must be one of {', '.join(map(str, LOG_RETENTION_DAYS))} (got {retention})",
+            "90",
+        )
 
     prefix = resource_prefix(project, stack)
     if len(prefix) > MAX_PREFIX_LENGTH or not prefix[:1].isalpha():
@@ -314,6 +373,11 @@ def load_settings(config: pulumi.Config | None = None) -> Settings:
         ecr_keep_images=keep,
         kms_key=read.boolean("kmsKey"),
         allow_all_buckets=read.boolean("allowAllBuckets"),
+        notebook_full_access=read.boolean("notebookSageMakerFullAccess"),
+        flow_logs=read.boolean("vpcFlowLogs"),
+        access_logging=read.boolean("s3AccessLogging"),
+        log_retention_days=retention,
+        lambda_tracing=read.boolean("lambdaTracing"),
         aws_profile=aws_config.get("profile") or None,
     )
     if read.errors:

@@ -28,5 +28,10 @@ def preview() -> Run:
 
 
 @pytest.fixture(scope="session")
+def prod_preview() -> Run:
+    return variant("prod-preview")
+
+
+@pytest.fixture(scope="session")
 def public() -> Run:
     return variant("public")

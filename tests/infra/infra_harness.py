@@ -34,6 +34,9 @@ ACCOUNT = "123456789012"
 GITHUB_TOKEN = "ghp_SENTINELtokenNEVERinPLAINtext0123456789"
 ECR_PASSWORD = "ecr-SENTINEL-password-NEVER-in-plain-text"
 SECRETS = (GITHUB_TOKEN, ECR_PASSWORD)
+# The stack files ship placeholders the program refuses; tests stand in for the user's values.
+REPO_URL = "https://github.com/octo-ml/sagemaker-batch-transform.git"
+EMAIL = "ml-alerts@octo-ml.io"
 
 
 def project_file() -> dict[str, Any]:
@@ -53,14 +56,20 @@ def _cli_string(value: Any) -> str:
     return str(value)
 
 
-def stack_config(stack: str) -> dict[str, str]:
-    """The config the CLI would pass: Pulumi.yaml defaults overlaid by the stack file."""
+def stack_config(stack: str, *, as_shipped: bool = False) -> dict[str, str]:
+    """The config the CLI would pass: Pulumi.yaml defaults overlaid by the stack file, with
+    the user's own repository and address in place of the shipped placeholders (unless
+    `as_shipped`), as `pulumi config set` leaves them."""
     config = {
         f"{PROJECT}:{key}": _cli_string(spec["default"])
         for key, spec in project_file()["config"].items()
         if "default" in spec
     }
     config.update({key: _cli_string(v) for key, v in stack_file(stack)["config"].items()})
+    if not as_shipped:
+        config[f"{PROJECT}:githubRepoUrl"] = REPO_URL
+        if config.get(f"{PROJECT}:notificationEmail"):
+            config[f"{PROJECT}:notificationEmail"] = EMAIL
     return config
 
 
@@ -239,6 +248,9 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                     "protect": request.protect,
                     "delete_before_replace": request.deleteBeforeReplace,
                     "dependencies": list(request.dependencies),
+                    "property_dependencies": {
+                        prop: list(deps.urns) for prop, deps in request.propertyDependencies.items()
+                    },
                     "inputs": _plain_data(rpc.deserialize_properties(request.object)),
                     "outputs": _plain_data(registration.state),
                 }
@@ -298,13 +310,19 @@ def with_token(config: dict[str, str]) -> tuple[dict[str, str], tuple[str, ...]]
 
 @cache
 def variant(name: str) -> Run:
-    """dev / prod: the stack files plus a (secret) GitHub token; preview: dev in preview
-    mode; public: dev without a token and with the any-bucket switch on."""
-    if name in ("dev", "prod", "preview"):
-        stack = "prod" if name == "prod" else "dev"
+    """dev / prod: the stack files plus a (secret) GitHub token; preview / prod-preview: the
+    same in preview mode; public: dev without a token and with the seed demo's opt-ins
+    (any bucket, AmazonSageMakerFullAccess on the notebook)."""
+    if name in ("dev", "prod", "preview", "prod-preview"):
+        stack = "prod" if name.startswith("prod") else "dev"
         config, secret_keys = with_token(stack_config(stack))
-        return run_program(config, stack=stack, secret_keys=secret_keys, preview=name == "preview")
+        preview = name.endswith("preview")
+        return run_program(config, stack=stack, secret_keys=secret_keys, preview=preview)
     if name == "public":
-        config = {**stack_config("dev"), f"{PROJECT}:allowAllBuckets": "true"}
+        config = {
+            **stack_config("dev"),
+            f"{PROJECT}:allowAllBuckets": "true",
+            f"{PROJECT}:notebookSageMakerFullAccess": "true",
+        }
         return run_program(config, stack="dev")
     raise ValueError(name)

@@ -6,7 +6,7 @@ import base64
 import ipaddress
 import json
 
-from infra_harness import ACCOUNT, GITHUB_TOKEN, PROJECT, Run
+from infra_harness import ACCOUNT, EMAIL, GITHUB_TOKEN, PROJECT, REPO_URL, Run
 
 from infra.policies import SECRET_SIG, SIG_KEY, plain
 from infra.settings import resource_prefix
@@ -21,7 +21,9 @@ REQUIRED_OUTPUTS = {
     "bucket_name",
     "ecr_repository_url",
     "image_uri",
-    "sagemaker_role_arn",
+    "sagemaker_role_arn",  # the job role, under its pre-split name (model/cloud reads it)
+    "job_role_arn",
+    "notebook_role_arn",
     "notebook_instance_name",
     "notebook_url",
     "code_server_url",
@@ -53,16 +55,28 @@ def statements_by_sid(doc: dict) -> dict:
     return {s["Sid"]: s for s in doc["Statement"]}
 
 
+def data_bucket(run: Run) -> dict:
+    return run.named("aws:s3/bucket:Bucket", "data")
+
+
 def bucket_arn(run: Run) -> str:
-    return run.one("aws:s3/bucket:Bucket")["outputs"]["arn"]
+    return data_bucket(run)["outputs"]["arn"]
 
 
-def execution_role(run: Run) -> dict:
-    return run.named(ROLE, "sagemaker")
+def job_role(run: Run) -> dict:
+    return run.named(ROLE, "job")
 
 
-def execution_role_policy(run: Run) -> dict:
-    return run.named(ROLE_POLICY, "sagemaker-project-access")
+def notebook_role(run: Run) -> dict:
+    return run.named(ROLE, "notebook")
+
+
+def job_role_policy(run: Run) -> dict:
+    return run.named(ROLE_POLICY, "job-access")
+
+
+def notebook_role_policy(run: Run) -> dict:
+    return run.named(ROLE_POLICY, "notebook-access")
 
 
 # --- shape: provider, components, names ---------------------------------------------------
@@ -98,10 +112,12 @@ def test_components_own_every_resource(dev: Run, prod: Run) -> None:
             "Network",
             "Storage",
             "Registry",
-            "ExecutionRole",
+            "JobRole",
+            "NotebookRole",
             "GitHubSecret",
             "Notebook",
             "Trigger",
+            "Notifications",
         }
         for record in run.resources:
             if record["custom"] and not record["type"].startswith("pulumi:providers:"):
@@ -113,7 +129,7 @@ def test_names_carry_project_and_stack(dev: Run, prod: Run) -> None:
         prefix = resource_prefix(PROJECT, stack)
         assert all(r["name"].startswith(prefix) for r in run.resources)
         physical = [
-            run.one("aws:s3/bucket:Bucket")["outputs"]["bucket"],
+            data_bucket(run)["outputs"]["bucket"],
             *(role["outputs"]["name"] for role in run.of_type(ROLE)),
             run.one("aws:ecr/repository:Repository")["outputs"]["name"],
             inputs(run.one("aws:sagemaker/notebookInstance:NotebookInstance"))["name"],
@@ -123,7 +139,7 @@ def test_names_carry_project_and_stack(dev: Run, prod: Run) -> None:
             inputs(run.one("aws:sns/topic:Topic"))["name"],
             *(inputs(r)["name"] for r in run.of_type("aws:cloudwatch/eventRule:EventRule")),
         ]
-        assert len(physical) == 11
+        assert len(physical) == 12  # job, notebook and trigger roles
         assert all(name.startswith(prefix) for name in physical)
         assert all(len(name) <= 63 for name in physical)
         # Names outside the prefix's reach still say which project and stack they serve.
@@ -180,7 +196,7 @@ def test_security_group_denies_all_inbound_allows_all_outbound(dev: Run) -> None
 
 
 def _bucket_children(run: Run) -> dict[str, dict]:
-    bucket_id = run.one("aws:s3/bucket:Bucket")["outputs"]["bucket"]
+    bucket_id = data_bucket(run)["outputs"]["bucket"]
     children = {}
     for record in run.resources:
         if record["type"].startswith("aws:s3/") and inputs(record).get("bucket") == bucket_id:
@@ -191,7 +207,7 @@ def _bucket_children(run: Run) -> dict[str, dict]:
 def test_bucket_private_encrypted_versioned_owner_enforced(dev: Run) -> None:
     children = _bucket_children(dev)
     assert children["BucketPublicAccessBlock"] == {
-        "bucket": dev.one("aws:s3/bucket:Bucket")["outputs"]["bucket"],
+        "bucket": data_bucket(dev)["outputs"]["bucket"],
         "blockPublicAcls": True,
         "blockPublicPolicy": True,
         "ignorePublicAcls": True,
@@ -217,7 +233,7 @@ def test_bucket_policy_denies_non_tls(dev: Run) -> None:
 
 
 def test_dev_bucket_disposable_prod_bucket_protected_and_kms_encrypted(dev: Run, prod: Run) -> None:
-    dev_bucket, prod_bucket = dev.one("aws:s3/bucket:Bucket"), prod.one("aws:s3/bucket:Bucket")
+    dev_bucket, prod_bucket = data_bucket(dev), data_bucket(prod)
     assert inputs(dev_bucket)["forceDestroy"] is True and dev_bucket["protect"] is False
     assert inputs(prod_bucket)["forceDestroy"] is False and prod_bucket["protect"] is True
     key = prod.one("aws:kms/key:Key")
@@ -279,26 +295,99 @@ def test_image_uri_is_pinned_by_digest(dev: Run) -> None:
 # --- IAM ---------------------------------------------------------------------------------
 
 
-def test_execution_role_trusts_sagemaker_only(dev: Run) -> None:
-    trust = document(execution_role(dev), "assumeRolePolicy")
-    [statement] = trust["Statement"]
-    assert statement["Principal"] == {"Service": "sagemaker.amazonaws.com"}
-    assert statement["Action"] == "sts:AssumeRole" and statement["Effect"] == "Allow"
-    attachment = inputs(dev.one("aws:iam/rolePolicyAttachment:RolePolicyAttachment"))
-    assert attachment["policyArn"] == "arn:aws:iam::aws:policy/AmazonSageMakerFullAccess"
-    assert attachment["role"] == execution_role(dev)["outputs"]["name"]
+def test_both_roles_trust_sagemaker_only(dev: Run) -> None:
+    for role in (job_role(dev), notebook_role(dev)):
+        trust = document(role, "assumeRolePolicy")
+        [statement] = trust["Statement"]
+        assert statement["Principal"] == {"Service": "sagemaker.amazonaws.com"}
+        assert statement["Action"] == "sts:AssumeRole" and statement["Effect"] == "Allow"
 
 
-def test_execution_role_scoped_to_this_stack(dev: Run) -> None:
-    policy = execution_role_policy(dev)
-    assert inputs(policy)["role"] == execution_role(dev)["outputs"]["name"]
+def test_no_managed_policy_by_default_full_access_only_on_the_notebook_by_opt_in(
+    dev: Run, prod: Run, public: Run
+) -> None:
+    """AmazonSageMakerFullAccess is off by default: the scoped notebook policy covers the
+    documented workflow. The opt-in puts it on the notebook role and nowhere else."""
+    for run in (dev, prod):
+        assert run.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment") == []
+    [attachment] = public.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
+    assert inputs(attachment)["policyArn"] == "arn:aws:iam::aws:policy/AmazonSageMakerFullAccess"
+    assert inputs(attachment)["role"] == notebook_role(public)["outputs"]["name"]
+
+
+def test_job_role_reads_model_and_inputs_writes_outputs_and_nothing_else(
+    dev: Run, prod: Run
+) -> None:
+    for run, stack in ((dev, "dev"), (prod, "prod")):
+        policy = job_role_policy(run)
+        assert inputs(policy)["role"] == job_role(run)["outputs"]["name"]
+        statements = statements_by_sid(document(policy))
+        arn = bucket_arn(run)
+        runs = f"runs/{stack}/*/"
+        assert statements["ReadPrefixes"]["Action"] == "s3:GetObject"
+        assert statements["ReadPrefixes"]["Resource"] == [
+            f"{arn}/{runs}model/*",
+            f"{arn}/{runs}input/*",
+            f"{arn}/transform/input/*",
+        ]
+        assert sorted(statements["WritePrefixes"]["Action"]) == [
+            "s3:AbortMultipartUpload",
+            "s3:PutObject",
+        ]
+        assert statements["WritePrefixes"]["Resource"] == [
+            f"{arn}/{runs}output/*",
+            f"{arn}/transform/output/*",
+        ]
+        assert statements["ListPrefixes"]["Resource"] == arn
+        repository = run.one("aws:ecr/repository:Repository")["outputs"]["arn"]
+        assert statements["ProjectRepositoryPull"]["Resource"] == repository
+        group = f"arn:aws:logs:eu-west-1:{ACCOUNT}:log-group:/aws/sagemaker/TransformJobs"
+        job_prefix = naming.stack_prefix(PROJECT, stack)
+        assert statements["WriteOwnJobLogStreams"]["Resource"] == (
+            f"{group}:log-stream:{job_prefix}*"
+        )
+        assert statements["TransformLogGroup"]["Resource"] == f"{group}:*"
+        assert statements["TransformJobMetrics"]["Condition"] == {
+            "StringEquals": {"cloudwatch:namespace": "/aws/sagemaker/TransformJobs"}
+        }
+        expected = {
+            "ListPrefixes",
+            "ReadPrefixes",
+            "WritePrefixes",
+            "EcrLogin",
+            "ProjectRepositoryPull",
+            "TransformLogGroup",
+            "WriteOwnJobLogStreams",
+            "TransformJobMetrics",
+        }
+        if run is prod:
+            expected |= {"UseStackKey", "GrantStackKeyToServices"}
+            key = prod.one("aws:kms/key:Key")["outputs"]["arn"]
+            assert statements["UseStackKey"]["Resource"] == key
+        assert set(statements) == expected
+        # The job role carries its own policy and nothing else.
+        role_name = inputs(policy)["role"]
+        assert [r for r in run.of_type(ROLE_POLICY) if inputs(r)["role"] == role_name] == [policy]
+
+
+def test_job_role_prefixes_are_where_the_cloud_script_writes() -> None:
+    from infra.program import RUNS_PREFIX
+    from model.cloud.publish import RUNS_PREFIX as SCRIPT_RUNS_PREFIX
+
+    assert RUNS_PREFIX == SCRIPT_RUNS_PREFIX
+
+
+def test_notebook_role_scoped_to_this_stack(dev: Run) -> None:
+    policy = notebook_role_policy(dev)
+    assert inputs(policy)["role"] == notebook_role(dev)["outputs"]["name"]
     statements = statements_by_sid(document(policy))
     arn = bucket_arn(dev)
     repository = dev.one("aws:ecr/repository:Repository")["outputs"]["arn"]
     secret = dev.one("aws:secretsmanager/secret:Secret")["outputs"]["arn"]
+    job_prefix = naming.stack_prefix(PROJECT, "dev")
+    sagemaker = f"arn:aws:sagemaker:eu-west-1:{ACCOUNT}"
     assert statements["ProjectBucket"]["Resource"] == arn
     assert statements["ProjectBucketObjects"]["Resource"] == f"{arn}/*"
-    assert "s3:GetObject" in statements["ProjectBucketObjects"]["Action"]
     assert statements["EcrLogin"] == {
         "Sid": "EcrLogin",
         "Effect": "Allow",
@@ -307,65 +396,42 @@ def test_execution_role_scoped_to_this_stack(dev: Run) -> None:
     }
     assert statements["ProjectRepositoryPull"]["Resource"] == repository
     assert statements["GitCredentials"]["Resource"] == secret
+    assert statements["StackModelsAndJobs"]["Resource"] == [
+        f"{sagemaker}:model/{job_prefix}*",
+        f"{sagemaker}:transform-job/{job_prefix}*",
+    ]
+    assert statements["PassJobRoleToSageMakerOnly"]["Resource"] == job_role(dev)["outputs"]["arn"]
+    assert statements["PassJobRoleToSageMakerOnly"]["Condition"] == {
+        "StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}
+    }
+    assert (
+        statements["CurrentModelParameter"]["Resource"]
+        == (dev.one("aws:ssm/parameter:Parameter")["outputs"]["arn"])
+    )
+    assert statements["StopThisNotebookWhenIdle"]["Resource"] == (
+        f"{sagemaker}:notebook-instance/{PROJECT}-dev-notebook"
+    )
     assert not any(sid.startswith("AnyBucket") for sid in statements)
-    assert set(statements) == {
-        "ProjectBucket",
-        "ProjectBucketObjects",
-        "EcrLogin",
-        "ProjectRepositoryPull",
-        "GitCredentials",
-    }
+    assert "UseStackKey" not in statements
 
 
-def test_prod_role_uses_the_stack_key(prod: Run) -> None:
-    statements = statements_by_sid(document(execution_role_policy(prod)))
+def test_prod_roles_use_the_stack_key(prod: Run) -> None:
     key = prod.one("aws:kms/key:Key")["outputs"]["arn"]
-    assert statements["UseStackKey"]["Resource"] == key
-    assert statements["GrantStackKeyToServices"]["Condition"] == {
-        "Bool": {"kms:GrantIsForAWSResource": "true"}
-    }
+    for policy in (job_role_policy(prod), notebook_role_policy(prod)):
+        statements = statements_by_sid(document(policy))
+        assert statements["UseStackKey"]["Resource"] == key
+        assert statements["GrantStackKeyToServices"]["Condition"] == {
+            "Bool": {"kms:GrantIsForAWSResource": "true"}
+        }
 
 
-def test_any_bucket_access_only_behind_the_switch(public: Run) -> None:
-    statements = statements_by_sid(document(execution_role_policy(public)))
+def test_any_bucket_access_only_behind_the_switch_and_only_for_the_notebook(public: Run) -> None:
+    statements = statements_by_sid(document(notebook_role_policy(public)))
     assert statements["AnyBucketSeedCompat"]["Resource"] == "arn:aws:s3:::*"
     assert statements["AnyBucketObjectsSeedCompat"]["Resource"] == "arn:aws:s3:::*/*"
     assert "GitCredentials" not in statements
-
-
-def test_execution_role_reads_the_input_prefix_and_writes_the_output_prefix(
-    dev: Run, prod: Run
-) -> None:
-    """The one prefix grant on the execution role is the wired trigger's own."""
-    for run in (dev, prod):
-        role = execution_role(run)["outputs"]["name"]
-        on_role = [r for r in run.of_type(ROLE_POLICY) if inputs(r)["role"] == role]
-        assert {r["name"] for r in on_role} == {
-            execution_role_policy(run)["name"],
-            run.named(ROLE_POLICY, "sagemaker-transform-prefixes")["name"],
-        }
-        grant = run.named(ROLE_POLICY, "sagemaker-transform-prefixes")
-        assert grant["parent"] == run.one(TRIGGER)["urn"]
-        statements = statements_by_sid(document(grant))
-        assert set(statements) == {"ListPrefixes", "ReadPrefixes", "WritePrefixes"}
-        arn = bucket_arn(run)
-        assert statements["ReadPrefixes"]["Action"] == "s3:GetObject"
-        assert statements["ReadPrefixes"]["Resource"] == [f"{arn}/transform/input/*"]
-        assert sorted(statements["WritePrefixes"]["Action"]) == [
-            "s3:AbortMultipartUpload",
-            "s3:PutObject",
-        ]
-        assert statements["WritePrefixes"]["Resource"] == [f"{arn}/transform/output/*"]
-        assert statements["ListPrefixes"]["Action"] == "s3:ListBucket"
-        assert statements["ListPrefixes"]["Resource"] == arn
-        assert statements["ListPrefixes"]["Condition"] == {
-            "StringLike": {"s3:prefix": ["transform/input/*", "transform/output/*"]}
-        }
-        # The prefixes are the ones the function and the outputs use.
-        assert (run.exports["input_prefix"], run.exports["output_prefix"]) == (
-            "transform/input/",
-            "transform/output/",
-        )
+    job = statements_by_sid(document(job_role_policy(public)))
+    assert not any(sid.startswith("AnyBucket") for sid in job)
 
 
 # --- GitHub secret -----------------------------------------------------------------------
@@ -399,7 +465,7 @@ def test_code_repository_uses_url_branch_and_secret(dev: Run) -> None:
     repository = inputs(dev.one("aws:sagemaker/codeRepository:CodeRepository"))
     assert repository["codeRepositoryName"] == f"{PROJECT}-dev-repo"
     assert repository["gitConfig"] == {
-        "repositoryUrl": "https://github.com/acme-ml/sagemaker-batch-transform.git",
+        "repositoryUrl": REPO_URL,
         "branch": "main",
         "secretArn": dev.one("aws:secretsmanager/secret:Secret")["outputs"]["arn"],
     }
@@ -428,7 +494,7 @@ def test_notebook_instance(dev: Run, prod: Run) -> None:
         assert notebook["securityGroups"] == [
             f"{run.one('aws:ec2/securityGroup:SecurityGroup')['name']}-id"
         ]
-        assert notebook["roleArn"] == execution_role(run)["outputs"]["arn"]
+        assert notebook["roleArn"] == notebook_role(run)["outputs"]["arn"]
         assert (
             notebook["defaultCodeRepository"]
             == inputs(run.one("aws:sagemaker/codeRepository:CodeRepository"))["codeRepositoryName"]
@@ -448,8 +514,7 @@ def test_notebook_instance(dev: Run, prod: Run) -> None:
 def test_notebook_waits_for_role_policies_and_secret_value(dev: Run) -> None:
     notebook = dev.one("aws:sagemaker/notebookInstance:NotebookInstance")
     needed = [
-        execution_role_policy(dev)["urn"],
-        dev.one("aws:iam/rolePolicyAttachment:RolePolicyAttachment")["urn"],
+        notebook_role_policy(dev)["urn"],
         dev.one("aws:secretsmanager/secretVersion:SecretVersion")["urn"],
     ]
     assert set(needed) <= set(notebook["dependencies"])
@@ -526,7 +591,7 @@ def test_uploads_to_this_stacks_bucket_invoke_the_function(dev: Run) -> None:
     assert permission["urn"] in notification["dependencies"]
 
 
-def test_trigger_role_starts_this_stacks_jobs_and_passes_only_the_execution_role(
+def test_trigger_role_starts_this_stacks_jobs_and_passes_only_the_job_role(
     dev: Run, prod: Run
 ) -> None:
     for run, stack, instance_type in ((dev, "dev", "ml.m5.large"), (prod, "prod", "ml.m5.xlarge")):
@@ -543,10 +608,10 @@ def test_trigger_role_starts_this_stacks_jobs_and_passes_only_the_execution_role
             "ForAllValues:StringEquals": {"sagemaker:InstanceTypes": [instance_type]}
         }
         assert (
-            statements["PassExecutionRoleToSageMakerOnly"]["Resource"]
-            == (execution_role(run)["outputs"]["arn"])
+            statements["PassJobRoleToSageMakerOnly"]["Resource"]
+            == (job_role(run)["outputs"]["arn"])
         )
-        assert statements["PassExecutionRoleToSageMakerOnly"]["Condition"] == {
+        assert statements["PassJobRoleToSageMakerOnly"]["Condition"] == {
             "StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}
         }
         assert (
@@ -560,7 +625,7 @@ def test_trigger_role_starts_this_stacks_jobs_and_passes_only_the_execution_role
 
 
 def test_failed_events_logs_and_job_notifications_per_stack(dev: Run, prod: Run) -> None:
-    for run, retention, email in ((dev, 14, None), (prod, 90, "ml-alerts@acme-ml.example")):
+    for run, retention, email in ((dev, 14, None), (prod, 90, EMAIL)):
         assert inputs(run.one("aws:cloudwatch/logGroup:LogGroup"))["retentionInDays"] == retention
         queue = run.one("aws:sqs/queue:Queue")
         invoke_config = inputs(
@@ -591,7 +656,11 @@ def test_failed_events_logs_and_job_notifications_per_stack(dev: Run, prod: Run)
 
 def test_outputs_are_exactly_the_documented_ones(dev: Run, prod: Run, public: Run) -> None:
     assert set(dev.exports) == REQUIRED_OUTPUTS | {"github_secret_arn"}
-    assert set(prod.exports) == REQUIRED_OUTPUTS | {"github_secret_arn", "kms_key_arn"}
+    assert set(prod.exports) == REQUIRED_OUTPUTS | {
+        "github_secret_arn",
+        "kms_key_arn",
+        "log_bucket_name",
+    }
     assert set(public.exports) == REQUIRED_OUTPUTS
 
 
@@ -602,8 +671,12 @@ def test_output_values(dev: Run) -> None:
     assert out["region"] == "eu-west-1"
     assert out["vpc_id"] == f"{dev.one('aws:ec2/vpc:Vpc')['name']}-id"
     assert out["subnet_ids"] == [f"{s['name']}-id" for s in dev.of_type("aws:ec2/subnet:Subnet")]
-    assert out["bucket_name"] == dev.one("aws:s3/bucket:Bucket")["outputs"]["bucket"]
-    assert out["sagemaker_role_arn"].startswith(f"arn:aws:iam::{ACCOUNT}:role/{PROJECT}-dev-")
+    assert out["bucket_name"] == data_bucket(dev)["outputs"]["bucket"]
+    assert out["job_role_arn"] == job_role(dev)["outputs"]["arn"]
+    assert out["notebook_role_arn"] == notebook_role(dev)["outputs"]["arn"]
+    # Models (and so jobs) run as the job role; the old output name keeps naming it.
+    assert out["sagemaker_role_arn"] == out["job_role_arn"]
+    assert out["job_role_arn"].startswith(f"arn:aws:iam::{ACCOUNT}:role/{PROJECT}-dev-job")
     assert out["notebook_instance_name"] == name
     assert out["notebook_url"] == f"{host}/lab"
     assert out["code_server_url"] == f"{host}/codeserver/"

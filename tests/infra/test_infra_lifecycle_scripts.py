@@ -12,6 +12,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -89,11 +90,11 @@ def _write_executable(path: Path, text: str) -> None:
     path.chmod(0o755)
 
 
-def _tarball(path: Path) -> Path:
+def _tarball(path: Path, version: str = VERSION) -> Path:
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
         data = FAKE_CODE_SERVER.encode()
-        info = tarfile.TarInfo(f"code-server-{VERSION}-linux-amd64/bin/code-server")
+        info = tarfile.TarInfo(f"code-server-{version}-linux-amd64/bin/code-server")
         info.size, info.mode = len(data), 0o755
         archive.addfile(info, io.BytesIO(data))
     path.write_bytes(buffer.getvalue())
@@ -405,6 +406,81 @@ def test_on_create_returns_at_once_and_installs_in_the_background(
     assert scratch.snapshot(skip=("home/ec2-user/SageMaker/.tools/logs",)) == before
     assert [c for c in scratch.calls() if c.startswith(("curl", "uv "))] == []
     assert not [c for c in scratch.calls() if "--install-extension" in c]
+
+
+UPGRADE = "4.106.3"
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def _readme_upgrade_command(version: str) -> str:
+    """The upgrade command exactly as the README gives it, with a real version filled in."""
+    found = re.findall(
+        r"`(CODE_SERVER_VERSION=<version> bash [^`]*install-codeserver\.sh)`", README.read_text()
+    )
+    assert found, "README no longer shows the code-server upgrade command"
+    return found[0].replace("<version>", version)
+
+
+def test_upgrade_command_from_the_readme_runs_as_written(
+    scratch: Scratch, rendered: dict[str, Path], tmp_path: Path
+) -> None:
+    """In a notebook terminal nothing but HOME and PATH is set: the installed job script
+    must find its directories itself (it used to stop at `TOOLS_DIR: parameter null`)."""
+    scratch.run(rendered["setup_codeserver.sh"])
+    scratch.run(rendered["install_codeserver.sh"])
+    _wait_for_ready(scratch, 1)
+    terminal = {
+        "PATH": scratch.env["PATH"],
+        "HOME": str(scratch.home),
+        "LANG": "C.UTF-8",
+        "STUB_LOG": scratch.env["STUB_LOG"],
+        "FAKE_TARBALL": str(_tarball(tmp_path / "upgrade.tar.gz", UPGRADE)),
+        "UV_WAIT_SECONDS": "10",
+    }
+    done = subprocess.run(
+        ["bash", "-c", _readme_upgrade_command(UPGRADE)],
+        env=terminal,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr + done.stdout
+    assert f"code-server {UPGRADE} is ready" in done.stdout
+    tools = scratch.tools
+    assert str((tools / "bin/code-server").readlink()) == str(
+        tools / f"code-server/{UPGRADE}/bin/code-server"
+    )
+    assert any(f"v{UPGRADE}/code-server-{UPGRADE}-linux-amd64.tar.gz" in c for c in scratch.calls())
+    # Without a version it repairs the linked one instead of failing on an unset variable.
+    again = subprocess.run(
+        ["bash", str(tools / "install-codeserver.sh")],
+        env=terminal,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert again.returncode == 0, again.stderr + again.stdout
+    assert f"code-server {UPGRADE} is ready" in again.stdout
+
+
+def test_job_script_without_any_install_says_what_to_run(tmp_path: Path) -> None:
+    script = tmp_path / "SageMaker/.tools/install-codeserver.sh"
+    script.parent.mkdir(parents=True)
+    body = render_script(ON_CREATE_SCRIPT, {"CODE_SERVER_VERSION": VERSION})
+    script.write_text(body.split("<<'JOB'\n", 1)[1].split("\nJOB\n", 1)[0] + "\n")
+    done = subprocess.run(
+        ["bash", str(script)],
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "run CODE_SERVER_VERSION=<version> bash" in done.stdout
+    assert "parameter null" not in done.stderr
 
 
 # --- the idle auto-stop check ------------------------------------------------------------

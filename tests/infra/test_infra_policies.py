@@ -9,25 +9,49 @@ import pytest
 from infra_harness import ECR_PASSWORD, GITHUB_TOKEN, SECRETS, Run
 
 from infra import policies
-from infra.policies import SECRET_SIG, SIG_KEY
+from infra import security_checks as security
+from infra.policies import SECRET_SIG, SIG_KEY, Expectations
 
 ROLE_POLICY = "aws:iam/rolePolicy:RolePolicy"
 
 
-@pytest.mark.parametrize("name", ["dev", "prod", "preview"])
-def test_every_invariant_holds(name: str, request: pytest.FixtureRequest) -> None:
+def expectations(run: Run) -> Expectations:
+    """What the stack's config asks for (dev: its switches off; prod: everything on)."""
+    return Expectations.of(run.stack.settings)
+
+
+@pytest.mark.parametrize("name", ["dev", "prod", "preview", "prod_preview", "public"])
+def test_every_invariant_holds_as_the_config_asks(
+    name: str, request: pytest.FixtureRequest
+) -> None:
     run: Run = request.getfixturevalue(name)
-    assert (
-        policies.check_stack(run.resources, run.exports, secrets=SECRETS, protected=name == "prod")
-        == {}
+    expect = expectations(run)
+    assert (expect.kms, expect.flow_logs, expect.access_logging, expect.tracing) == (
+        (True,) * 4 if name.startswith("prod") else (False,) * 4
     )
+    assert policies.check_stack(run.resources, run.exports, secrets=SECRETS, expect=expect) == {}
+
+
+def test_dev_lacks_exactly_the_controls_its_config_leaves_off(dev: Run) -> None:
+    """The conditional checks are real: asked of dev, each finds what dev does not have."""
+    everything = Expectations(
+        protected=True, kms=True, flow_logs=True, access_logging=True, tracing=True
+    )
+    assert set(policies.check_stack(dev.resources, dev.exports, expect=everything)) == {
+        "buckets_protected",
+        "encrypted_with_stack_key",
+        "flow_logs_enabled",
+        "access_logging_enabled",
+        "functions_traced",
+    }
 
 
 def test_any_bucket_switch_is_the_only_way_past_the_s3_scope(public: Run) -> None:
-    assert policies.check_stack(public.resources, public.exports, allow_any_bucket=True) == {}
+    assert expectations(public).allow_any_bucket
+    assert policies.check_stack(public.resources, public.exports, expect=expectations(public)) == {}
     violations = policies.s3_access_scoped(public.resources)
     assert violations == [
-        f"{public.named(ROLE_POLICY, 'sagemaker-project-access')['name']} grants S3 on {arn}, "
+        f"{public.named(ROLE_POLICY, 'notebook-access')['name']} grants S3 on {arn}, "
         "outside this stack's buckets"
         for arn in ("arn:aws:s3:::*", "arn:aws:s3:::*/*")
     ]
@@ -35,7 +59,7 @@ def test_any_bucket_switch_is_the_only_way_past_the_s3_scope(public: Run) -> Non
 
 def test_dev_buckets_are_not_protected(dev: Run) -> None:
     assert policies.buckets_protected(dev.resources) == [
-        f"bucket {dev.one('aws:s3/bucket:Bucket')['name']} is not protected"
+        f"bucket {dev.named('aws:s3/bucket:Bucket', 'data')['name']} is not protected"
     ]
 
 
@@ -47,7 +71,7 @@ def test_token_is_present_only_inside_secret_envelopes(dev: Run) -> None:
     assert GITHUB_TOKEN in wrapped and SECRET_SIG in wrapped
     assert policies.secrets_never_plaintext(dev.resources, dev.exports, SECRETS) == []
     # ...and the scanner does see plain values: the repository URL is stored in clear.
-    assert policies.secrets_never_plaintext(dev.resources, dev.exports, ["acme-ml/"]) != []
+    assert policies.secrets_never_plaintext(dev.resources, dev.exports, ["octo-ml/"]) != []
 
 
 def test_no_export_is_secret_or_contains_a_secret(dev: Run, prod: Run) -> None:
@@ -135,9 +159,9 @@ def test_broad_s3_and_ecr_grants_are_caught(dev: Run) -> None:
     assert policies.ecr_access_scoped(widened)
 
 
-def test_the_triggers_grants_are_within_the_invariants_reach(dev: Run) -> None:
-    """The trigger's prefix grant on the execution role is checked like the role's own."""
-    grant = dev.named(ROLE_POLICY, "sagemaker-transform-prefixes")
+def test_the_job_roles_prefix_grants_are_within_the_invariants_reach(dev: Run) -> None:
+    """The job role's prefix grants are checked like every other S3 grant."""
+    grant = dev.named(ROLE_POLICY, "job-access")
 
     def elsewhere(inputs: dict) -> None:
         document = json.loads(inputs["policy"])
@@ -154,6 +178,10 @@ def test_the_triggers_grants_are_within_the_invariants_reach(dev: Run) -> None:
     assert policies.s3_access_scoped(records) == [
         f"{grant['name']} grants S3 on arn:aws:s3:::someone-elses-bucket/*, "
         "outside this stack's buckets"
+    ]
+    assert security.job_role_scoped(records) == [
+        f"job role {dev.named('aws:iam/role:Role', 'job')['name']} ({grant['name']}) grants "
+        "['s3:GetObject'] on arn:aws:s3:::someone-elses-bucket/*, outside this stack"
     ]
 
 

@@ -81,5 +81,5 @@ def test_preview_with_unknown_values_declares_the_same_resources(preview: Run, d
     assert preview.exports["input_prefix"] == "transform/input/"
     assert preview.exports["transform_job_name_prefix"] == dev.exports["transform_job_name_prefix"]
     role_policies = preview.of_type("aws:iam/rolePolicy:RolePolicy")
-    assert len(role_policies) == 3  # the execution role's, the trigger's and its prefix grant
+    assert len(role_policies) == 3  # the job role's, the notebook role's and the trigger's
     assert all(r["inputs"]["policy"] == UNKNOWN for r in role_policies)

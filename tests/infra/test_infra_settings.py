@@ -6,14 +6,11 @@ import re
 
 import pulumi
 import pytest
-from infra_harness import PROJECT, project_file, stack_config, stack_file
+from infra_harness import PROJECT, REPO_URL, project_file, stack_config, stack_file
 
 from infra.settings import DEFAULTS, Settings, SettingsError, load_settings
 
-BASE = {
-    "aws:region": "eu-west-1",
-    f"{PROJECT}:githubRepoUrl": "https://github.com/acme-ml/sagemaker-batch-transform.git",
-}
+BASE = {"aws:region": "eu-west-1", f"{PROJECT}:githubRepoUrl": REPO_URL}
 
 
 class _NoMocks(pulumi.runtime.Mocks):
@@ -87,6 +84,35 @@ def test_stack_file_uses_only_declared_keys_and_loads(stack: str) -> None:
     settings = settings_for(stack_config(stack), stack=stack)
     assert settings.region == config["aws:region"]
     assert settings.prefix == f"{PROJECT}-{stack}"
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_shipped_placeholders_are_refused_until_the_user_sets_their_own(stack: str) -> None:
+    """The stack files name a repository and (prod) an address that are not the user's:
+    `pulumi up` must stop before cloning or subscribing them, naming the command to run."""
+    message = error_for(stack_config(stack, as_shipped=True), stack=stack)
+    lines = message.splitlines()
+    assert lines[0] == (
+        "config 'githubRepoUrl' is a placeholder (the stack file's example), not your "
+        "repository (got 'https://github.com/acme-ml/sagemaker-batch-transform.git'); "
+        "fix: pulumi config set "
+        "githubRepoUrl https://github.com/<owner>/<repo>.git"
+    )
+    if stack == "prod":
+        assert lines[1].startswith("config 'notificationEmail' is a placeholder")
+        assert "fix: pulumi config set notificationEmail <you@your-domain>" in lines[1]
+    assert len(lines) == (2 if stack == "prod" else 1)
+    # The user's own values pass.
+    settings_for(stack_config(stack), stack=stack)
+
+
+def test_security_switches_are_off_in_dev_and_on_in_prod() -> None:
+    dev = settings_for(stack_config("dev"), stack="dev")
+    prod = settings_for(stack_config("prod"), stack="prod")
+    for name in ("flow_logs", "access_logging", "lambda_tracing", "kms_key"):
+        assert (getattr(dev, name), getattr(prod, name)) == (False, True), name
+    assert not dev.notebook_full_access and not prod.notebook_full_access
+    assert prod.log_retention_days == 365 and dev.log_retention_days == 90
 
 
 def test_dev_is_disposable_and_prod_is_protected() -> None:
@@ -189,6 +215,24 @@ BAD = [
     ({key("githubBranch"): "bad branch"}, "config 'githubBranch' must be a git branch name"),
     ({"aws:region": ""}, "config 'aws:region' is not set; fix: pulumi config set aws:region"),
     ({"aws:region": "Ireland"}, "config 'aws:region' is not a region ('Ireland')"),
+    (
+        {key("githubRepoUrl"): "https://github.com/acme-ml/sagemaker-batch-transform.git"},
+        "config 'githubRepoUrl' is a placeholder (the stack file's example), not your repository",
+    ),
+    (
+        {key("githubRepoUrl"): "https://github.com/<owner>/<repo>.git"},
+        "config 'githubRepoUrl' is a placeholder",
+    ),
+    (
+        {key("notificationEmail"): "ml-alerts@acme-ml.example"},
+        "config 'notificationEmail' is a placeholder (an example address), not yours",
+    ),
+    (
+        {key("notificationEmail"): "me@example.com"},
+        "config 'notificationEmail' is a placeholder",
+    ),
+    ({key("logRetentionDays"): "100"}, "config 'logRetentionDays' must be one of 1, 3, 5"),
+    ({key("vpcFlowLogs"): "on"}, "config 'vpcFlowLogs' must be true or false (got 'on')"),
 ]
 
 

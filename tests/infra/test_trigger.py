@@ -1,10 +1,11 @@
-"""The trigger component under Pulumi's mocks, constructed on its own with plain inputs.
+"""The trigger and notifications components under Pulumi's mocks, on their own with plain
+inputs, wired as infra/program.py wires them.
 
-One program run (plus one preview run) per module: importing pulumi_aws is slow.
-Checks the wiring that makes uploads start jobs and nothing else: notification filters,
-the S3 permission's source, the function's role (linted with parliament), the PassRole
-condition, the job-state rules' patterns (with a small EventBridge matcher) and the SNS
-topic policy.
+Two program runs (plain, and with a KMS key and tracing) plus one preview run per module:
+importing pulumi_aws is slow. Checks the wiring that makes uploads start jobs and nothing
+else: notification filters, the S3 permission's source, the function's role (linted with
+parliament), the PassRole condition, encryption and tracing, the job-state rules' patterns
+(with a small EventBridge matcher) and the SNS topic policy.
 """
 
 from __future__ import annotations
@@ -34,8 +35,9 @@ REGION = "eu-west-1"
 PREFIX = f"{PROJECT}-{STACK}"
 BUCKET = "sagemaker-batch-transform-dev-data-1a2b3c4"
 BUCKET_ARN = f"arn:aws:s3:::{BUCKET}"
-ROLE_NAME = "sagemaker-batch-transform-dev-sagemaker-5e6f7a8"
+ROLE_NAME = "sagemaker-batch-transform-dev-job-5e6f7a8"
 ROLE_ARN = f"arn:aws:iam::{ACCOUNT}:role/{ROLE_NAME}"
+KEY_ARN = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab"
 EMAIL = "ml-team@example.com"
 JOB_PREFIX = naming.stack_prefix(PROJECT, STACK)
 
@@ -54,6 +56,7 @@ SUBSCRIPTION = "aws:sns/topicSubscription:TopicSubscription"
 RULE = "aws:cloudwatch/eventRule:EventRule"
 TARGET = "aws:cloudwatch/eventTarget:EventTarget"
 COMPONENT = "sagemaker-batch-transform:infra:Trigger"
+NOTIFICATIONS = "sagemaker-batch-transform:infra:Notifications"
 
 
 class TriggerMocks(pulumi.runtime.Mocks):
@@ -136,7 +139,10 @@ class Run:
         return found
 
 
-def _run(preview: bool) -> Run:
+def _run(preview: bool, *, encrypted: bool = False) -> Run:
+    """`encrypted`: with the stack's key and X-Ray tracing (prod), on an instance type with
+    local storage (no volume key possible)."""
+    from infra.notifications import Notifications, NotificationsArgs
     from infra.trigger import TriggerArgs, TriggerComponent, TriggerSettings
 
     mocks = TriggerMocks(preview)
@@ -155,8 +161,7 @@ def _run(preview: bool) -> Run:
                 prefix=PREFIX,
                 bucket_name=BUCKET,
                 bucket_arn=BUCKET_ARN,
-                sagemaker_role_arn=ROLE_ARN,
-                sagemaker_role_name=ROLE_NAME,
+                job_role_arn=ROLE_ARN,
                 settings=TriggerSettings(
                     notification_email=EMAIL,
                     reserved_concurrency=5,
@@ -164,14 +169,26 @@ def _run(preview: bool) -> Run:
                     timeout_seconds=90,
                     memory_mb=512,
                     log_retention_days=14,
+                    instance_type="ml.m5d.large" if encrypted else "ml.m5.large",
                 ),
+                kms_key_arn=KEY_ARN if encrypted else None,
+                tracing=encrypted,
+            ),
+        )
+        notifications = Notifications(
+            "notifications",
+            NotificationsArgs(
+                prefix=PREFIX,
+                job_name_prefix=JOB_PREFIX,
+                email=EMAIL,
+                kms_key_arn=KEY_ARN if encrypted else None,
             ),
         )
         component = run.component
         pulumi.Output.all(
             component.function_name,
             component.failed_events_queue_url,
-            component.notifications_topic_arn,
+            notifications.topic_arn,
             component.model_parameter_name,
         ).apply(
             lambda values: run.outputs.update(
@@ -184,13 +201,18 @@ def _run(preview: bool) -> Run:
 
 
 @cache
-def deployed() -> Run:
-    return _run(preview=False)
+def deployed(encrypted: bool = False) -> Run:
+    return _run(preview=False, encrypted=encrypted)
 
 
 @pytest.fixture(scope="module")
 def up() -> Run:
     return deployed()
+
+
+@pytest.fixture(scope="module")
+def encrypted() -> Run:
+    return deployed(encrypted=True)
 
 
 def policy(record: dict[str, Any], key: str = "policy") -> dict[str, Any]:
@@ -275,16 +297,24 @@ def job_event(job_name: str, status: str, **detail: Any) -> dict[str, Any]:
 # --- the resources -----------------------------------------------------------------------
 
 
-def test_every_resource_is_declared_once_under_the_component(up: Run) -> None:
-    counts = {
-        FUNCTION: 1, ROLE: 1, ROLE_POLICY: 2, LOG_GROUP: 1, QUEUE: 1, INVOKE_CONFIG: 1,
-        PERMISSION: 1, NOTIFICATION: 1, PARAMETER: 1, TOPIC: 1, TOPIC_POLICY: 1,
-        SUBSCRIPTION: 1, RULE: 2, TARGET: 2,
+def test_every_resource_is_declared_once_under_its_component(up: Run) -> None:
+    trigger = {
+        FUNCTION: 1, ROLE: 1, ROLE_POLICY: 1, LOG_GROUP: 1, QUEUE: 1, INVOKE_CONFIG: 1,
+        PERMISSION: 1, NOTIFICATION: 1, PARAMETER: 1,
     }  # fmt: skip
-    assert {t: len(up.of_type(t)) for t in counts} == counts
+    notifications = {TOPIC: 1, TOPIC_POLICY: 1, SUBSCRIPTION: 1, RULE: 2, TARGET: 2}
+    assert {t: len(up.of_type(t)) for t in {**trigger, **notifications}} == {
+        **trigger,
+        **notifications,
+    }
     (component,) = up.of_type(COMPONENT)
-    assert all(r["parent"] == component["urn"] for r in up.records if r is not component)
-    assert all(r["name"].startswith(PREFIX) for r in up.records if r is not component)
+    (notifier,) = up.of_type(NOTIFICATIONS)
+    for typ in trigger:
+        assert all(r["parent"] == component["urn"] for r in up.of_type(typ)), typ
+    for typ in notifications:
+        assert all(r["parent"] == notifier["urn"] for r in up.of_type(typ)), typ
+    components = (component, notifier)
+    assert all(r["name"].startswith(PREFIX) for r in up.records if r not in components)
 
 
 def test_function_runtime_code_and_limits(up: Run) -> None:
@@ -421,13 +451,13 @@ def test_function_role_policy_is_least_privilege(up: Run) -> None:
         assert statement["Resource"] != "*"
 
 
-def test_pass_role_only_for_the_execution_role_and_only_to_sagemaker(up: Run) -> None:
+def test_pass_role_only_for_the_job_role_and_only_to_sagemaker(up: Run) -> None:
     statements = [
         s for s in policy(_trigger_policy(up))["Statement"] if "iam:PassRole" in str(s["Action"])
     ]
     assert statements == [
         {
-            "Sid": "PassExecutionRoleToSageMakerOnly",
+            "Sid": "PassJobRoleToSageMakerOnly",
             "Effect": "Allow",
             "Action": "iam:PassRole",
             "Resource": ROLE_ARN,
@@ -444,25 +474,13 @@ def test_job_name_prefix_in_iam_matches_the_names_the_handler_makes(up: Run) -> 
     assert not f"transform-job/{other}".startswith(resource.split(":", 5)[5].rstrip("*"))
 
 
-def test_execution_role_reads_the_input_prefix_and_writes_the_output_prefix(up: Run) -> None:
-    (grant,) = [r for r in up.of_type(ROLE_POLICY) if r["inputs"]["role"] == ROLE_NAME]
-    statements = _statements(policy(grant))
-    assert statements["ReadPrefixes"]["Action"] == "s3:GetObject"
-    assert statements["ReadPrefixes"]["Resource"] == [f"{BUCKET_ARN}/transform/input/*"]
-    assert set(statements["WritePrefixes"]["Action"]) == {"s3:PutObject", "s3:AbortMultipartUpload"}
-    assert statements["WritePrefixes"]["Resource"] == [f"{BUCKET_ARN}/transform/output/*"]
-    assert statements["ListPrefixes"]["Resource"] == BUCKET_ARN
-
-
-@pytest.mark.parametrize("which", ["trigger", "execution-role-grant", "topic"])
-def test_policies_pass_parliament(up: Run, which: str) -> None:
+@pytest.mark.parametrize("which", ["trigger", "trigger-encrypted-traced", "topic"])
+def test_policies_pass_parliament(up: Run, encrypted: Run, which: str) -> None:
     """(The trust policy has no Resource by design; parliament reads it as a malformed
     identity policy, so its shape is checked above instead.)"""
     documents = {
         "trigger": policy(_trigger_policy(up)),
-        "execution-role-grant": policy(
-            next(r for r in up.of_type(ROLE_POLICY) if r["inputs"]["role"] == ROLE_NAME)
-        ),
+        "trigger-encrypted-traced": policy(_trigger_policy(encrypted)),
         "topic": policy(up.one(TOPIC_POLICY)),
     }
     assert parliament_findings(documents[which]) == []
@@ -480,8 +498,96 @@ def test_stack_policy_invariants_hold_for_the_trigger(up: Run) -> None:
     }
     records = [{**r, "protect": False, "provider": ""} for r in up.records]
     assert policies.s3_access_scoped([bucket, *records]) == []
-    other = {**bucket, "outputs": {"bucket": "other", "arn": "arn:aws:s3:::other"}}
-    assert policies.s3_access_scoped([other, *records])  # the check does see the grants
+    # The function itself never touches S3: the jobs read and write as the job role.
+    statements = policy(_trigger_policy(up))["Statement"]
+    assert not [s for s in statements if "s3:" in json.dumps(s["Action"])]
+
+
+# --- encryption and tracing (prod) --------------------------------------------------------
+
+
+def test_without_a_key_the_queue_uses_sqs_sse_and_nothing_names_a_key(up: Run) -> None:
+    queue = up.one(QUEUE)["inputs"]
+    assert queue["sqsManagedSseEnabled"] is True and "kmsMasterKeyId" not in queue
+    fn = up.one(FUNCTION)["inputs"]
+    assert "kmsKeyArn" not in fn and fn["tracingConfig"] == {"mode": "PassThrough"}
+    assert "kmsKeyId" not in up.one(LOG_GROUP)["inputs"]
+    assert "kmsMasterKeyId" not in up.one(TOPIC)["inputs"]
+    env = fn["environment"]["variables"]
+    assert env["TRANSFORM_OUTPUT_KMS_KEY"] == env["TRANSFORM_VOLUME_KMS_KEY"] == ""  # none
+    sids = {s["Sid"] for s in policy(_trigger_policy(up))["Statement"]}
+    assert not sids & {"UseStackKeyForEnvironmentAndQueue", "SendTraces"}
+
+
+def test_with_the_key_everything_holding_data_or_messages_names_it(encrypted: Run) -> None:
+    fn = encrypted.one(FUNCTION)["inputs"]
+    assert fn["kmsKeyArn"] == KEY_ARN
+    assert encrypted.one(LOG_GROUP)["inputs"]["kmsKeyId"] == KEY_ARN
+    queue = encrypted.one(QUEUE)["inputs"]
+    assert queue["kmsMasterKeyId"] == KEY_ARN and "sqsManagedSseEnabled" not in queue
+    assert encrypted.one(TOPIC)["inputs"]["kmsMasterKeyId"] == KEY_ARN
+    # The jobs the function starts encrypt their output with it; ml.m5d has local NVMe
+    # storage, for which SageMaker refuses a VolumeKmsKeyId, so none is set.
+    settings = Settings.from_env(fn["environment"]["variables"])
+    assert settings.output_kms_key == KEY_ARN and settings.volume_kms_key == ""
+    statements = {s["Sid"]: s for s in policy(_trigger_policy(encrypted))["Statement"]}
+    assert statements["UseStackKeyForEnvironmentAndQueue"] == {
+        "Sid": "UseStackKeyForEnvironmentAndQueue",
+        "Effect": "Allow",
+        "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
+        "Resource": KEY_ARN,
+    }
+
+
+def test_tracing_is_active_with_exactly_xrays_two_actions(encrypted: Run) -> None:
+    assert encrypted.one(FUNCTION)["inputs"]["tracingConfig"] == {"mode": "Active"}
+    statements = {s["Sid"]: s for s in policy(_trigger_policy(encrypted))["Statement"]}
+    assert statements["SendTraces"]["Action"] == [
+        "xray:PutTelemetryRecords",
+        "xray:PutTraceSegments",
+    ]
+    assert statements["SendTraces"]["Resource"] == "*"  # X-Ray has no resource-level permissions
+
+
+@pytest.mark.parametrize(
+    ("instance_type", "local_storage"),
+    [
+        ("ml.m5.large", False),
+        ("ml.c5.xlarge", False),
+        ("ml.m5d.large", True),
+        ("ml.c6id.2xlarge", True),
+        ("ml.g4dn.xlarge", True),
+        ("ml.p3dn.24xlarge", True),
+        ("ml.g5.xlarge", True),
+        ("ml.inf1.xlarge", False),
+    ],
+)
+def test_volume_key_only_where_sagemaker_accepts_one(
+    instance_type: str, local_storage: bool
+) -> None:
+    from infra.grants import has_instance_storage
+
+    assert has_instance_storage(instance_type) is local_storage
+
+
+def test_volume_key_reaches_the_job_request_on_ebs_instances() -> None:
+    """The handler puts TRANSFORM_VOLUME_KMS_KEY into TransformResources.VolumeKmsKeyId."""
+    from lambda_handler.events import ObjectRef
+    from lambda_handler.jobs import build_request
+
+    settings = Settings(
+        job_name_prefix=JOB_PREFIX,
+        input_prefix="transform/input/",
+        output_prefix="transform/output/",
+        output_kms_key=KEY_ARN,
+        volume_kms_key=KEY_ARN,
+    )
+    ref = ObjectRef(BUCKET, "transform/input/a.csv", token="v1", source="s3", where="test")
+    request = build_request(ref, settings, "model", "job")
+    assert request["TransformResources"]["VolumeKmsKeyId"] == KEY_ARN
+    assert request["TransformOutput"]["KmsKeyId"] == KEY_ARN
+    plain = build_request(ref, settings._replace(volume_kms_key=""), "model", "job")
+    assert "VolumeKmsKeyId" not in plain["TransformResources"]
 
 
 # --- notifications -----------------------------------------------------------------------

@@ -105,7 +105,7 @@ def test_args_refuse_bad_settings_before_any_resource() -> None:
             prefix="p",
             bucket_name="b",
             bucket_arn="arn:aws:s3:::b",
-            sagemaker_role_arn="arn:aws:iam::123456789012:role/r",
+            job_role_arn="arn:aws:iam::123456789012:role/r",
             settings=TriggerSettings(memory_mb=1),
         )
     with pytest.raises(TriggerConfigError, match="job name prefix"):
@@ -113,7 +113,7 @@ def test_args_refuse_bad_settings_before_any_resource() -> None:
             prefix="p",
             bucket_name="b",
             bucket_arn="arn:aws:s3:::b",
-            sagemaker_role_arn="arn:aws:iam::123456789012:role/r",
+            job_role_arn="arn:aws:iam::123456789012:role/r",
             job_name_prefix="Not_Valid",
         )
 
@@ -142,7 +142,7 @@ def test_the_longest_stack_prefix_keeps_every_name_within_aws_limits() -> None:
             prefix="p" * 60,
             bucket_name="b",
             bucket_arn="arn:aws:s3:::b",
-            sagemaker_role_arn="arn:aws:iam::123456789012:role/r",
+            job_role_arn="arn:aws:iam::123456789012:role/r",
         )
 
 
