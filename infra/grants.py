@@ -296,14 +296,3 @@ def key_policy(
             },
         ],
     }
-
-
-def has_instance_storage(instance_type: str) -> bool:
-    """True for instance types with local NVMe storage, which SageMaker encrypts with a
-    hardware module and for which CreateTransformJob refuses a VolumeKmsKeyId (API
-    reference, TransformResources). Families with a "d" after the generation (m5d, c6id,
-    g4dn, p4d) have it, plus a few GPU/accelerator families without the letter."""
-    family = instance_type.split(".")[1] if instance_type.count(".") == 2 else ""
-    generation = family.lstrip("abcdefghijklmnopqrstuvwxyz")
-    attributes = generation.lstrip("0123456789")
-    return "d" in attributes or family in {"g5", "g6", "g6e", "p5", "p5e", "p5en", "i3", "trn1"}

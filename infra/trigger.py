@@ -27,7 +27,7 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.documents import Document, assume_role_policy, policy_json
-from infra.grants import has_instance_storage, pass_job_role
+from infra.grants import pass_job_role
 from infra.trigger_config import (
     CONFIG_KEYS,
     NAME_LIMITS,
@@ -38,6 +38,7 @@ from infra.trigger_config import (
 )
 from lambda_handler import naming
 from lambda_handler.config import ENV_NAMES, ConfigError
+from lambda_handler.instance_storage import has_instance_storage
 from lambda_handler.model_parameter import UNSET
 
 __all__ = [

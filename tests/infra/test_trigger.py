@@ -565,7 +565,7 @@ def test_tracing_is_active_with_exactly_xrays_two_actions(encrypted: Run) -> Non
 def test_volume_key_only_where_sagemaker_accepts_one(
     instance_type: str, local_storage: bool
 ) -> None:
-    from infra.grants import has_instance_storage
+    from lambda_handler.instance_storage import has_instance_storage
 
     assert has_instance_storage(instance_type) is local_storage
 
