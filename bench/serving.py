@@ -10,7 +10,10 @@ run and on the same payloads:
   rows/s, MB/s and the ratio HTTP/floor (target >= 0.85);
 * cold start: seconds from starting `serve` to the first 200 from /ping and to
   the first prediction, next to the floor: a plain process importing the
-  serving libraries and loading the model (target: first prediction <= 1.3x).
+  serving libraries and loading the model (target: first prediction <= 1.3x);
+* small requests (1-row, 1/2/8/32 keep-alive clients: req/s, p50, p99,
+  connections closed; `--baseline REF` adds `serve` at that git revision,
+  side by side) and the `serving.protocol` A/B: see `bench/connections.py`.
 
 Both sides get the same process set-up (`serving.runtime`: native thread
 caps, allocator tuning, frozen heap) and warm up first. Floor and HTTP run in short
@@ -19,8 +22,8 @@ wall-clock ratio is still sensitive to it, so the CPU time per row of each side
 (server workers + client vs floor processes) is printed as well. The HTTP
 client is a minimal HTTP/1.1 client on raw sockets, so that client overhead,
 which shares the cores, stays small; each client keeps its connection across
-rounds, as Batch Transform does (`serve` closes one only to move it off a
-worker that holds two, and the number of reconnects is printed).
+rounds, as Batch Transform does (`serve` hands each new connection to the
+least-loaded worker and keeps it open; the number of reconnects is printed).
 """
 
 from __future__ import annotations
@@ -89,6 +92,55 @@ def make_payloads(count: int, size: int, features: int) -> list[bytes]:
                 continue
             break
         payloads.append(b"".join(lines))
+    return payloads
+
+
+MIXED_NUMBERS = [f"n{i}" for i in range(10)]
+MIXED_TEXTS = [f"c{i}" for i in range(5)]
+
+
+def mixed_frame(rows: int, seed: int):
+    """10 numeric + 5 categorical columns (8 levels each), ~2% of cells missing."""
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame(rng.normal(size=(rows, 10)), columns=MIXED_NUMBERS)
+    for index, name in enumerate(MIXED_TEXTS):
+        frame[name] = rng.choice([f"{name}_level{k}" for k in range(8)], rows)
+        frame.loc[rng.random(rows) < 0.02, name] = None
+        frame.loc[rng.random(rows) < 0.02, MIXED_NUMBERS[index]] = np.nan
+    return frame
+
+
+def make_mixed_model(directory: Path) -> None:
+    """A DataFrame pipeline: one-hot on strings, scaling on numbers, with imputers, as users fit."""
+    import joblib
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    frame = mixed_frame(5000, seed=0)
+    y = (frame["n0"].fillna(0) + (frame["c0"] == "c0_level1") > 0.3).astype(int)
+    encode = make_pipeline(
+        SimpleImputer(strategy="most_frequent"), OneHotEncoder(handle_unknown="ignore")
+    )
+    scale = make_pipeline(SimpleImputer(), StandardScaler())
+    transformer = ColumnTransformer(
+        [("text", encode, MIXED_TEXTS), ("numbers", scale, MIXED_NUMBERS)]
+    )
+    model = make_pipeline(transformer, LogisticRegression()).fit(frame, y)
+    directory.mkdir(parents=True, exist_ok=True)
+    joblib.dump(model, directory / "model.joblib")  # no metadata: a user's own model
+
+
+def make_mixed_payloads(count: int, size: int) -> list[bytes]:
+    """Headerless CSV of `mixed_frame` rows, at most `size` bytes each, whole lines."""
+    payloads = []
+    for seed in range(count):
+        text = mixed_frame(size // 150, seed=1 + seed).to_csv(header=False, index=False).encode()
+        payloads.append(text[: text.rindex(b"\n", 0, size) + 1])
     return payloads
 
 
@@ -353,7 +405,7 @@ FLOOR_SNIPPET = (
 )
 
 
-def cold_floor(model_dir: Path) -> float:
+def cold_floor(model_dir: Path, snippet: str = FLOOR_SNIPPET) -> float:
     """Seconds until a plain process has imported the libraries and loaded the model.
 
     Timed to the moment it says so, not to its exit (interpreter teardown is
@@ -361,7 +413,7 @@ def cold_floor(model_dir: Path) -> float:
     """
     start = time.perf_counter()
     proc = subprocess.Popen(
-        [sys.executable, "-c", FLOOR_SNIPPET, str(model_dir)], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", snippet, str(model_dir)], stdout=subprocess.PIPE, text=True
     )
     assert proc.stdout is not None
     line = proc.stdout.readline()
@@ -401,6 +453,16 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=12, help="requests per client per round")
     parser.add_argument("--pairs", type=int, default=10, help="alternating floor/HTTP round pairs")
     parser.add_argument("--cold-repeats", type=int, default=3)
+    parser.add_argument(
+        "--models",
+        default="numeric,mixed",
+        help="comma-separated: numeric (array model), mixed (DataFrame pipeline, 10 numeric "
+        "+ 5 categorical columns)",
+    )
+    sys.path.insert(0, str(HERE.parent))  # for `bench.connections`
+    from bench.connections import add_arguments, run_connections
+
+    add_arguments(parser)  # small requests (1/2/8/32 clients) and the protocol A/B
     args = parser.parse_args()
 
     # Same native thread caps in the floor processes as `serve` gives its workers
@@ -410,15 +472,24 @@ def main() -> None:
     limit_native_threads(args.workers)
     tmp = Path(tempfile.mkdtemp(prefix="bench-serving-"))
     try:
-        run_all(args, tmp / "model")
+        for kind in args.models.split(","):
+            print(f"\n=== {kind} model")
+            run_all(args, tmp / kind, kind)
+        run_connections(args, tmp / "connections")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"\nload average at the end: {os.getloadavg()[0]:.2f} (others' work shares these CPUs)")
 
 
-def run_all(args: argparse.Namespace, model_dir: Path) -> None:
-    make_model(model_dir, args.features)
-    payloads = make_payloads(args.payloads, int(args.payload_mib * MIB), args.features)
+def run_all(args: argparse.Namespace, model_dir: Path, kind: str = "numeric") -> None:
+    if kind == "mixed":  # the DataFrame path: floor and HTTP both decode into a DataFrame
+        make_mixed_model(model_dir)
+        payloads = make_mixed_payloads(args.payloads, int(args.payload_mib * MIB))
+        columns = "10 numeric + 5 categorical columns"
+    else:
+        make_model(model_dir, args.features)
+        payloads = make_payloads(args.payloads, int(args.payload_mib * MIB), args.features)
+        columns = f"{args.features} features"
     rows_per_payload = [p.count(b"\n") for p in payloads]
     print(
         f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}; "
@@ -426,7 +497,7 @@ def run_all(args: argparse.Namespace, model_dir: Path) -> None:
     )
     print(
         f"payloads: {len(payloads)} x {statistics.mean(map(len, payloads)) / MIB:.2f} MiB CSV, "
-        f"{args.features} features, ~{statistics.mean(rows_per_payload):.0f} rows each; "
+        f"{columns}, ~{statistics.mean(rows_per_payload):.0f} rows each; "
         f"{args.requests} requests per client per round"
     )
 
@@ -484,7 +555,8 @@ def run_all(args: argparse.Namespace, model_dir: Path) -> None:
     pairs = [h["rows_per_s"] / f["rows_per_s"] for f, h in zip(floors, https, strict=True)]
     print(
         f"ratio HTTP/floor: {http_rows / floor_rows:.3f} overall, median of pairs "
-        f"{statistics.median(pairs):.3f}  (target >= 0.85)"
+        f"{statistics.median(pairs):.3f} (min {min(pairs):.3f}, max {max(pairs):.3f})  "
+        "(target >= 0.85)"
     )
     print("  per pair: " + ", ".join(f"{r:.2f}" for r in pairs))
     print(
@@ -503,6 +575,15 @@ def run_all(args: argparse.Namespace, model_dir: Path) -> None:
         f"(server {cpu_server:.2f} + client {cpu_client:.2f}); floor/HTTP "
         f"{cpu_floor / (cpu_server + cpu_client):.3f}, floor/server {cpu_floor / cpu_server:.3f}"
     )
+    # Per core = per CPU-second (what an instance-hour buys); `bench/csv_decode.py`
+    # breaks the decode share down by parser.
+    mean_mib = statistics.mean(map(len, payloads)) / MIB
+    mean_rows = statistics.mean(rows_per_payload)
+    for name, per_row in (("floor", cpu_floor), ("HTTP server", cpu_server)):
+        per_core = 1e6 / per_row
+        print(
+            f"per core ({name}): {per_core:,.0f} rows/s, {per_core / mean_rows * mean_mib:.1f} MB/s"
+        )
 
     if args.cold_repeats < 1:
         return

@@ -15,7 +15,6 @@ when a model object is (de)serialised.
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import io
 import json
@@ -27,9 +26,12 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from model.errors import UserError
+from model.storage import disk_full, is_disk_full, write_atomic
 
 MODEL_FILE = "model.joblib"
 METADATA_FILE = "metadata.json"
+# What a fitted model saved by joblib.dump or pickle.dump is usually called.
+MODEL_SUFFIXES = (".joblib", ".pkl", ".pickle", ".sav")
 # 1980-01-01, the usual reproducible-build epoch (zip cannot go lower); override
 # with SOURCE_DATE_EPOCH like other reproducible tooling.
 _DEFAULT_EPOCH = 315532800
@@ -76,24 +78,90 @@ def write_archive_bytes(members: dict[str, bytes], path: Path) -> Path:
     with gzip.GzipFile(filename="", mode="wb", fileobj=compressed, mtime=0, compresslevel=6) as gz:
         gz.write(raw.getvalue())
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(compressed.getvalue())
-        Path(temp).chmod(0o644)
-        Path(temp).replace(path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            Path(temp).unlink()
-        raise
-    return path
+    # Temporary file + rename; a full disk is a one-line DiskFullError (a UserError).
+    return write_atomic(path, compressed.getvalue(), mode=0o644)
+
+
+def describe_columns(frame: Any) -> dict[str, Any]:
+    """metadata.json entries for a model fitted on the pandas DataFrame ``frame``.
+
+    ``feature_names`` in order, ``feature_dtypes`` (pandas dtype names) and, for
+    ``category`` columns, ``feature_categories``: the server builds each request's
+    DataFrame from them (numbers, strings or categories, as at fit time).
+    """
+    dtypes = {str(name): str(dtype) for name, dtype in frame.dtypes.items()}
+    described: dict[str, Any] = {"feature_names": list(dtypes), "feature_dtypes": dtypes}
+    categories = {
+        str(name): frame[name].cat.categories.tolist()
+        for name, dtype in frame.dtypes.items()
+        if str(dtype) == "category"
+    }
+    if categories:
+        described["feature_categories"] = categories
+    return described
 
 
 def write_model_archive(model: Any, metadata: dict[str, Any], path: Path) -> Path:
-    """Package a fitted model and its metadata as ``path`` (``model.tar.gz``)."""
+    """Package a fitted model and its metadata as ``path`` (``model.tar.gz``).
+
+    A model fitted on a DataFrame gets its column names in ``feature_names``
+    when the metadata has none (``describe_columns`` adds the dtypes too).
+    """
+    names = getattr(model, "feature_names_in_", None)
+    if names is not None and metadata.get("feature_names") is None:
+        metadata = {**metadata, "feature_names": [str(name) for name in names]}
     return write_archive_bytes(
         {MODEL_FILE: dump_model(model), METADATA_FILE: metadata_bytes(metadata)}, path
     )
+
+
+CODE_DIR = "code"
+
+
+def pack_model(
+    model: Any,
+    path: Path,
+    *,
+    code_dir: Path | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> Path:
+    """Package ``model.tar.gz`` with the user's own inference code in ``code/``.
+
+    ``model`` is a fitted estimator, or the path of an existing ``model.joblib``
+    (packed byte for byte). Every regular file under ``code_dir`` (e.g.
+    ``inference.py`` with AWS's ``model_fn`` / ``input_fn`` / ``predict_fn`` /
+    ``output_fn`` / ``transform_fn``, helper modules, ``requirements.txt``) goes
+    under ``code/``, which SageMaker unpacks to ``/opt/ml/model/code/`` where
+    ``serve`` finds ``inference.py``; caches (``__pycache__``, ``*.pyc``) are left
+    out. Reproducible like every archive here; ``metadata`` is optional.
+    """
+    if isinstance(model, str | Path):
+        source = Path(model)
+        try:
+            members = {MODEL_FILE: source.read_bytes()}
+        except OSError as error:
+            raise ArtifactError(f"cannot read the model {source}: {_reason(error)}") from None
+    else:
+        members = {MODEL_FILE: dump_model(model)}
+    if metadata is not None:
+        members[METADATA_FILE] = metadata_bytes(metadata)
+    if code_dir is not None:
+        members.update(_code_members(Path(code_dir)))
+    return write_archive_bytes(members, path)
+
+
+def _code_members(code_dir: Path) -> dict[str, bytes]:
+    if not code_dir.is_dir():
+        raise ArtifactError(f"code directory {code_dir} does not exist or is not a directory")
+    members: dict[str, bytes] = {}
+    for file in sorted(code_dir.rglob("*")):
+        relative = file.relative_to(code_dir)
+        if "__pycache__" in relative.parts or file.suffix == ".pyc" or not file.is_file():
+            continue
+        members[str(PurePosixPath(CODE_DIR, *relative.parts))] = file.read_bytes()
+    if not any(name.endswith(".py") for name in members):
+        raise ArtifactError(f"code directory {code_dir} holds no .py file (inference.py)")
+    return members
 
 
 def _open(path: Path) -> tarfile.TarFile:
@@ -142,6 +210,7 @@ def unpack_model_archive(path: Path, destination: Path) -> Path:
     destination.mkdir(parents=True, exist_ok=True)
     root = destination.resolve()
     names: list[str] = []
+    writing: tuple[Path, int] | None = None  # the member being written, for a full disk
     with _open(path) as tar:
         try:
             for member in tar:
@@ -159,28 +228,47 @@ def unpack_model_archive(path: Path, destination: Path) -> Path:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 source = tar.extractfile(member)
                 assert source is not None
+                writing = (target, member.size)
                 with source, target.open("wb") as out:
                     while chunk := source.read(1 << 20):
                         out.write(chunk)
+                writing = None
                 names.append(name)
         except (tarfile.TarError, EOFError, zlib.error) as error:
             raise ArtifactError(
                 f"model archive {path} is corrupt ({_reason(error)}); package the model again"
             ) from None
         except OSError as error:
+            if is_disk_full(error):
+                if writing is not None:
+                    writing[0].unlink(missing_ok=True)  # no half-written member is left
+                raise disk_full(destination, writing[1] if writing else 0) from None
             if isinstance(error, FileNotFoundError | PermissionError | IsADirectoryError):
                 raise ArtifactError(f"cannot unpack {path} into {destination}: {error}") from None
             raise ArtifactError(
                 f"model archive {path} is corrupt ({_reason(error)}); package the model again"
             ) from None
     if MODEL_FILE not in names:
-        found = ", ".join(sorted(names)[:5]) or "nothing"
-        raise ArtifactError(
-            f"model archive {path} has no {MODEL_FILE} at its root (found: {found}); "
-            f"SageMaker unpacks the archive into /opt/ml/model, so {MODEL_FILE} must not be "
-            "inside a folder"
-        )
+        raise ArtifactError(_missing_model_message(path, names))
     return destination
+
+
+def _missing_model_message(path: Path, names: list[str]) -> str:
+    """Why an archive without ``model.joblib`` at its root fails, and the fix for it."""
+    found = ", ".join(sorted(names)[:5]) or "nothing"
+    head = f"model archive {path} has no {MODEL_FILE} at its root (found: {found}); "
+    if any(PurePosixPath(name).name == MODEL_FILE for name in names):
+        return head + (
+            f"SageMaker unpacks the archive into /opt/ml/model, so {MODEL_FILE} must not be "
+            "inside a folder: pack it from inside that folder (tar -C FOLDER -czf model.tar.gz .)"
+        )
+    saved = [n for n in names if "/" not in n and PurePosixPath(n).suffix in MODEL_SUFFIXES]
+    if saved:
+        return head + (
+            f"serve loads the model from a file named {MODEL_FILE} (joblib.load also reads "
+            f"pickles): rename {saved[0]} to {MODEL_FILE} and pack the archive again"
+        )
+    return head + f"save the fitted model with joblib.dump(model, '{MODEL_FILE}') and pack that"
 
 
 def read_metadata(model_dir: Path) -> dict[str, Any]:

@@ -2,15 +2,14 @@
 
 One app object per worker, built around a model that is already loaded, so
 /ping can only ever say 200 when a prediction is possible. /invocations runs
-its CPU work inline on the event loop on purpose: a worker busy predicting does
-not accept new connections, which leaves them to idle workers (see
-`serving.server`).
+its CPU work inline on the event loop on purpose: a worker busy predicting
+cannot take new connections, and the supervisor hands them to idle workers
+(see `serving.server`).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
@@ -18,37 +17,27 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from serving.body import Body
-from serving.errors import RequestError
+from serving.errors import ModelError, RequestError
 from serving.inference import negotiate, run
 from serving.model_loading import LoadedModel
 from serving.negotiation import CUSTOM_ATTRIBUTES_HEADER, custom_attributes_proba
 from serving.settings import Settings
+from serving.user_service import UserService
 
 log = logging.getLogger("serving")
 
 
 def create_app(
-    model: LoadedModel,
+    model: LoadedModel | UserService,
     settings: Settings,
-    *,
-    open_connections: Callable[[], int] | None = None,
 ) -> Starlette:
-    """Build the ASGI app.
-
-    `open_connections` (this worker's count of open connections) turns on
-    rebalancing: a worker holding more than one connection answers
-    /invocations with `Connection: close`, so that client reconnects and the
-    kernel hands the new connection to an idle worker. Clients that connect
-    at the same moment otherwise often all land on one worker and stay there
-    (keep-alive); a worker with a single client keeps it alive.
-    """
+    """Build the ASGI app."""
     execution_parameters = {
         "MaxConcurrentTransforms": settings.workers,
         "BatchStrategy": "MULTI_RECORD",
         "MaxPayloadInMB": settings.advertised_max_payload_mb(),
     }
-    close = {"connection": "close"}
-    keep: dict[str, str] = {}
+    user = model if isinstance(model, UserService) else None
 
     async def ping(request: Request) -> Response:
         return Response(status_code=200)
@@ -60,22 +49,34 @@ def create_app(
         headers = request.headers
         try:
             from_header = custom_attributes_proba(headers.get(CUSTOM_ATTRIBUTES_HEADER))
-            plan = negotiate(
-                model,
-                headers.get("content-type"),
-                headers.get("accept"),
-                predict_proba=settings.predict_proba if from_header is None else from_header,
-            )
-            body = await read_body(request, settings.max_body_bytes)
-            output = run(model, plan, body)
+            proba = settings.predict_proba if from_header is None else from_header
+            content_type, accept = headers.get("content-type"), headers.get("accept")
+            if user is not None:  # the user's inference.py hooks (serving.user_code)
+                user_plan = user.negotiate(content_type, accept, predict_proba=proba)
+                body = await read_body(request, settings.max_body_bytes)
+                output, media_type = user.run(user_plan, body)
+            else:
+                plan = negotiate(model, content_type, accept, predict_proba=proba)
+                body = await read_body(request, settings.max_body_bytes)
+                output, media_type = run(model, plan, body), plan.response.value
         except RequestError as err:
             log.warning("POST /invocations %d: %s", err.status, err.message)
             return PlainTextResponse(err.message + "\n", status_code=err.status)
         except ClientDisconnect:
             # Nobody is listening any more; uvicorn drops whatever we answer.
             return Response(status_code=400)
-        shared = open_connections is not None and open_connections() > 1
-        return Response(output, media_type=plan.response.value, headers=close if shared else keep)
+        except ModelError as err:
+            # The model failed on a well-formed request: one line for the client,
+            # the traceback for the operator.
+            log.error("POST /invocations 500: %s", err.message, exc_info=err.__cause__ or err)
+            return PlainTextResponse(err.message + "\n", status_code=500, headers=err.headers())
+        except Exception as exc:
+            log.exception("POST /invocations 500: unexpected error")
+            detail = " ".join(str(exc).split())[:300]
+            return PlainTextResponse(
+                f"internal server error: {type(exc).__name__}: {detail}\n", status_code=500
+            )
+        return Response(output, media_type=media_type)
 
     return Starlette(
         routes=[

@@ -68,9 +68,11 @@ class Body:
         keep = len(self.chunks)
         while keep:
             chunk = self.chunks[keep - 1]
-            stripped = chunk.rstrip(_LINE_BREAKS)
-            tail = chunk[len(stripped) :] + tail
-            if stripped:
+            end = len(chunk)  # found byte by byte: rstrip() would copy the whole chunk
+            while end and chunk[end - 1] in _LINE_BREAKS:
+                end -= 1
+            tail = chunk[end:] + tail
+            if end:
                 break
             keep -= 1
         if len(tail) <= 1 or tail == b"\r\n":

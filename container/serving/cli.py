@@ -18,7 +18,12 @@ import time
 from collections.abc import Sequence
 
 from serving.errors import StartupError
-from serving.runtime import freeze_heap, limit_native_threads, tune_allocator
+from serving.runtime import (
+    freeze_heap,
+    limit_native_threads,
+    raise_open_file_limit,
+    tune_allocator,
+)
 from serving.settings import Settings
 
 log = logging.getLogger("serving")
@@ -66,6 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(str(err), EXIT_CONFIG)
     limit_native_threads(settings.workers)
     tune_allocator()
+    raise_open_file_limit()
     try:
         return _serve(settings)
     except StartupError as err:
@@ -77,12 +83,16 @@ def _serve(settings: Settings) -> int:
     # Heavy imports happen here, after the thread caps are in the environment;
     # the model first, so a missing model.joblib fails before anything slow.
     from serving.model_loading import load_model
+    from serving.user_code import start_user_code
 
-    model = load_model(settings.model_dir)
+    # The user's inference.py (imported, model_fn run) if the model carries one.
+    model = start_user_code(settings.model_dir) or load_model(settings.model_dir)
 
     from serving.app import create_app
     from serving.inference import warm_up
-    from serving.server import Supervisor, listen, open_connections, uvicorn_config
+    from serving.server import Supervisor, listen
+    from serving.user_service import UserService
+    from serving.worker import uvicorn_config
 
     if settings.predict_proba and not model.has_predict_proba:
         raise StartupError(
@@ -90,14 +100,9 @@ def _serve(settings: Settings) -> int:
             f"({model.describe()}) has no predict_proba"
         )
     loaded = time.perf_counter()
-    warm_seconds = warm_up(model)
-    # With several workers, move connections off a worker that holds more than
-    # one (see create_app): clients connecting together otherwise often all
-    # stay on one worker while the others idle (measured).
-    app = create_app(
-        model, settings, open_connections=open_connections if settings.workers > 1 else None
-    )
-    config = uvicorn_config(app, settings.graceful_shutdown_seconds, settings.max_body_bytes)
+    warm_seconds = model.warm_up() if isinstance(model, UserService) else warm_up(model)
+    app = create_app(model, settings)
+    config = uvicorn_config(app, settings)
     freeze_heap()
     sock = listen(settings.host, settings.port)
     _log_batch_settings()
@@ -118,7 +123,7 @@ def _serve(settings: Settings) -> int:
 
         uvicorn.Server(config).run(sockets=[sock])
         return 0
-    code = Supervisor(sock, config, settings.workers).run()
+    code = Supervisor(sock, config, settings).run()
     sock.close()
     log.info("stopped")
     return code

@@ -1,279 +1,87 @@
 """Request bodies to feature matrices and predictions to response bodies.
 
-CSV is the format Batch Transform sends at volume, so its decoder is the hot
-path. It was chosen by measuring 6 MiB payloads of 20 float features on one
-core (the server runs one worker per core, so single-threaded speed is what
-counts; `bench/serving.py` has the end-to-end figures):
+Decoders by format: CSV (the hot path, `serving.csv_codec`), JSON and JSON
+Lines (here), Parquet and NPY (`serving.columnar`). Every decoder returns a
+2-D float64 array (or, for Parquet into a model with named columns, what
+`serving.frames` builds); NaN stands for a missing value (empty field, `NaN`,
+`NA`, `null`) and whether the model takes it is decided when predicting.
 
-    pandas C engine           ~20 ms  (~300 MiB/s)
-    pyarrow, 1 thread         ~18 ms  (+165 MB of image)
-    polars, 1 thread          ~12 ms  (+170 MB of image)
-    numpy.loadtxt / fromstring ~100 ms
-
-pandas is already a dependency; pyarrow is hardly faster per core and polars'
-gain does not pay for doubling the image. The body is parsed where it lies:
-pandas reads the received chunks one by one (`serving.body`), never a joined
-copy. The slow, line-by-line `diagnose_csv` runs only when something is wrong,
-to say exactly which line and column.
-
-Every decoder returns a 2-D float64 array; NaN stands for a missing value
-(empty field, `NaN`, `NA`, `null`) and whether the model takes it is decided
-when predicting. Response rows are the label, followed by probability columns
-when asked; CSV and JSON Lines put one row per line, joined by newlines and
-without a trailing one (Batch Transform's AssembleWith=Line adds it).
+Response rows are the label, followed by probability columns when asked; CSV
+and JSON Lines put one row per line, joined by newlines and without a trailing
+one (Batch Transform's AssembleWith=Line adds it); Parquet answers with one
+file (`serving.columnar.encode_parquet`). Values a format cannot spell as
+numbers: JSON has no NaN or infinity, so non-finite predictions or
+probabilities are `null` there; CSV writes `nan`, `inf`, `-inf`, which pandas,
+polars, numpy and Python's float() all read back as the same value. A label
+holding a comma, quote or line break (CR or LF) is quoted as RFC 4180 says, so
+a CSV reader gets exactly one record per input row.
 """
 
 from __future__ import annotations
 
-import csv
 import json
-import re
-from typing import Any
+import math
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
+from serving import columnar
 from serving.body import Body
+from serving.csv_codec import (  # re-exported: serving.codecs is where callers look
+    _NA_STRINGS,
+    EMPTY,
+    _first_line,
+    _shorten,
+    decode_csv,
+    decode_csv_whole,
+    diagnose_csv,
+)
 from serving.errors import RequestError
 from serving.negotiation import Format
 
-# pandas' default missing-value spellings, which the fast path accepts as NaN.
-_NA_STRINGS = frozenset(
-    {
-        "", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND",
-        "1.#QNAN", "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null",
-    }
-)  # fmt: skip
-_LINE_BREAK = re.compile(r"\r\n|\r|\n")
-_EMPTY = "empty body: send one or more rows of numbers"
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from serving.schema import InputSchema
+
+__all__ = [
+    "_NA_STRINGS",
+    "decode",
+    "decode_csv",
+    "decode_csv_whole",
+    "decode_json",
+    "decode_jsonlines",
+    "diagnose_csv",
+    "encode",
+    "rows_to_matrix",
+]
+_EMPTY = EMPTY
 
 
-def _shorten(text: str, limit: int = 60) -> str:
-    text = " ".join(str(text).splitlines())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+def decode(
+    fmt: Format,
+    body: bytes | Body,
+    feature_count: int | None,
+    *,
+    schema: InputSchema | None = None,
+) -> np.ndarray | pd.DataFrame:
+    """Feature matrix (rows x features, float64) from a request body.
 
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return _shorten(text.splitlines()[0], 200) if text else type(exc).__name__
-
-
-def decode(fmt: Format, body: bytes | Body, feature_count: int | None) -> np.ndarray:
-    """Feature matrix (rows x features, float64) from a request body."""
+    `schema` (the model's named columns, when known) matters to Parquet only:
+    its columns are matched by name.
+    """
     body = Body.of(body)
     if body.is_blank():
         raise RequestError(400, _EMPTY)
     if fmt is Format.CSV:
         return decode_csv(body, feature_count)
+    if fmt is Format.PARQUET:
+        return columnar.decode_parquet(body, feature_count, schema)
+    if fmt is Format.NPY:
+        return columnar.decode_npy(body, feature_count)
     if fmt is Format.JSON:
         return decode_json(body.joined(), feature_count)
     return decode_jsonlines(body.joined(), feature_count)
-
-
-# --------------------------------------------------------------------------- CSV
-
-
-# Measured: pandas parses 6 MiB ~15% faster as a few ~1 MiB blocks than in one
-# go (its tokenizer's buffers stay in cache).
-CSV_BLOCK_BYTES = 1 << 20
-
-_CSV_OPTIONS: dict[str, Any] = {
-    "header": None,
-    "dtype": np.float64,
-    "engine": "c",
-    # Records are lines, as Batch Transform splits them: no quoting, so a stray
-    # quote cannot swallow line breaks and shift rows.
-    "quoting": csv.QUOTE_NONE,
-    "skip_blank_lines": False,
-}
-
-
-def decode_csv(body: bytes | Body, feature_count: int | None) -> np.ndarray:
-    """Headerless CSV, one row per line, comma-separated numbers."""
-    decoder = CsvDecoder(feature_count)
-    for chunk in Body.of(body).chunks:
-        decoder.feed(chunk)
-    return decoder.finish()
-
-
-class CsvDecoder:
-    """Incremental CSV decoding: each ~1 MiB of complete lines is parsed as it comes.
-
-    `feed` takes the body chunk by chunk (as received; chunks are not joined),
-    `finish` returns the matrix. Blocks are cut just after a line break.
-    (Feeding chunks while the rest of the body is still in transit was
-    measured too: no gain with one client per worker, so the server decodes
-    after the body has arrived.) Anything unusual in a
-    block (a parse error, a row of the wrong width, a NaN that might be a short
-    or blank line) abandons the fast path, and `finish` decodes the whole body
-    with `decode_csv_whole`, whose errors name the exact line, so the result
-    never depends on where the blocks were cut.
-    """
-
-    def __init__(self, feature_count: int | None) -> None:
-        self.feature_count = feature_count
-        self._received: list[bytes] = []
-        self._pending: list[bytes] = []  # not parsed yet; _pending[0] from _start on
-        self._start = 0
-        self._pending_size = 0
-        self._blocks: list[np.ndarray] = []
-        self._failed = False
-
-    def feed(self, chunk: bytes) -> None:
-        if not chunk:
-            return
-        self._received.append(chunk)
-        if self._failed:
-            return
-        self._pending.append(chunk)
-        self._pending_size += len(chunk)
-        while self._pending_size >= CSV_BLOCK_BYTES and not self._failed and self._cut_block():
-            pass
-
-    def finish(self) -> np.ndarray:
-        body = Body(self._received)
-        if body.is_blank():
-            raise RequestError(400, _EMPTY)
-        if not self._failed and self._pending_size:
-            rest = Body(self._take_pending(len(self._pending[-1]))).without_trailing_blank_lines()
-            if rest.chunks:
-                self._parse(rest)
-        if self._failed or not self._blocks:
-            return decode_csv_whole(body, self.feature_count)
-        matrix = np.concatenate(self._blocks) if len(self._blocks) > 1 else self._blocks[0]
-        if self.feature_count is not None and matrix.shape[1] != self.feature_count:
-            return decode_csv_whole(body, self.feature_count)  # raises, naming the line
-        return matrix
-
-    def _cut_block(self) -> bool:
-        """Parse the pending data up to a line break near CSV_BLOCK_BYTES; False to wait."""
-        last = self._pending[-1]
-        base = self._start if len(self._pending) == 1 else 0
-        before = self._pending_size - (len(last) - base)
-        target = base + max(0, CSV_BLOCK_BYTES - before)
-        cut = last.rfind(b"\n", base, target) if target > base else -1
-        if cut < 0:
-            cut = last.find(b"\n", target)
-        if cut < 0:
-            return False  # no line ends in the newest chunk yet
-        self._parse(Body(self._take_pending(cut + 1)))
-        return True
-
-    def _take_pending(self, end: int) -> list[bytes]:
-        """Pending data up to offset `end` of the newest chunk; the rest stays pending."""
-        last = self._pending[-1]
-        pieces = []
-        for index, chunk in enumerate(self._pending):
-            start = self._start if index == 0 else 0
-            stop = end if index == len(self._pending) - 1 else len(chunk)
-            piece = chunk if (start, stop) == (0, len(chunk)) else chunk[start:stop]
-            pieces.append(piece)
-        if end < len(last):
-            self._pending, self._start = [last], end
-        else:
-            self._pending, self._start = [], 0
-        self._pending_size = len(last) - end
-        return pieces
-
-    def _parse(self, block: Body) -> None:
-        try:
-            matrix = pd.read_csv(block.reader(), **_CSV_OPTIONS).to_numpy(dtype=np.float64)
-        except Exception:  # whatever it was, the whole-body path will name it
-            self._fail()
-            return
-        rows, columns = matrix.shape
-        width = self._blocks[0].shape[1] if self._blocks else self.feature_count
-        # pandas fails on long rows but fills short (or blank) ones with NaN. No
-        # NaN at all proves every row was complete; with NaN, counting
-        # separators tells short rows from missing values.
-        if (width is not None and columns != width) or (
-            bool(np.isnan(matrix).any())
-            and (columns == 1 or block.count(b",") != rows * (columns - 1))
-        ):
-            self._fail()
-            return
-        self._blocks.append(matrix)
-
-    def _fail(self) -> None:
-        self._failed = True
-        self._blocks = []
-        self._pending = []
-        self._pending_size = 0
-
-
-def decode_csv_whole(body: bytes | Body, feature_count: int | None) -> np.ndarray:
-    """The reference decoder: the whole body in one parse, exact errors when it fails."""
-    body = Body.of(body).without_trailing_blank_lines()
-    try:
-        frame = pd.read_csv(body.reader(), **_CSV_OPTIONS)
-        matrix = frame.to_numpy(dtype=np.float64)
-    except Exception as exc:  # the C parser raises ParserError, ValueError, Unicode..., etc.
-        found = diagnose_csv(body.joined(), feature_count)
-        raise found or RequestError(400, f"malformed CSV: {_first_line(exc)}") from None
-    rows, columns = matrix.shape
-    suspicious = (feature_count is not None and columns != feature_count) or (
-        bool(np.isnan(matrix).any()) and (columns == 1 or body.count(b",") != rows * (columns - 1))
-    )
-    if suspicious:
-        found = diagnose_csv(body.joined(), feature_count)
-        if found is not None:
-            raise found
-    return matrix
-
-
-def diagnose_csv(body: bytes, feature_count: int | None) -> RequestError | None:
-    """The first bad line, found slowly, once the fast parser gave up or looks wrong.
-
-    None when every line is fine after all (a single column holding NaN, say).
-    """
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError as err:
-        return RequestError(
-            400,
-            f"body is not UTF-8 text (byte 0x{body[err.start]:02x} at offset {err.start}); "
-            f"send UTF-8 CSV",
-        )
-    text = text.removeprefix("\ufeff")
-    lines = _LINE_BREAK.split(text)
-    while lines and not lines[-1].strip():
-        lines.pop()
-    if not lines:
-        return RequestError(400, _EMPTY)
-    width = feature_count if feature_count is not None else len(lines[0].split(","))
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            return RequestError(
-                400, f"line {number} is empty; send one row of {width} numbers per line"
-            )
-        fields = line.split(",")
-        if len(fields) != width:
-            return RequestError(
-                400,
-                f"line {number} has {len(fields)} values, expected {width} "
-                f"(comma-separated numbers, one row per line)",
-            )
-        for column, value in enumerate(fields, 1):
-            if not _is_number(value):
-                hint = "; send rows without a header line" if number == 1 else ""
-                return RequestError(
-                    400,
-                    f"line {number}, column {column}: {_shorten(value)!r} is not a number{hint}",
-                )
-    return None
-
-
-def _is_number(value: str) -> bool:
-    stripped = value.strip()
-    if stripped in _NA_STRINGS:
-        return True
-    if "_" in stripped:  # float() takes 1_000; the CSV parser does not
-        return False
-    try:
-        float(stripped)
-    except ValueError:
-        return False
-    return True
 
 
 # -------------------------------------------------------------------------- JSON
@@ -396,7 +204,11 @@ def encode(fmt: Format, labels: np.ndarray, probabilities: np.ndarray | None) ->
     """Response body: one output row per input row, in order."""
     if fmt is Format.CSV:
         return encode_csv(labels, probabilities)
-    rows = _output_rows(labels, probabilities)
+    if fmt is Format.PARQUET:
+        return columnar.encode_parquet(labels, probabilities)
+    rows = _output_rows(
+        _json_safe(labels), None if probabilities is None else _json_safe(probabilities)
+    )
     if fmt is Format.JSON:
         return _dumps({"predictions": rows}).encode()
     return "\n".join(map(_dumps, rows)).encode()
@@ -441,20 +253,41 @@ def _csv_field(text: str) -> str:
     return text
 
 
-def _output_rows(labels: np.ndarray, probabilities: np.ndarray | None) -> list[Any]:
-    values = labels.tolist()
+def _json_safe(values: np.ndarray) -> Any:
+    """`values.tolist()` with NaN and infinities as None: JSON cannot spell them."""
+    kind = values.dtype.kind
+    if kind in "fc" and not np.isfinite(values).all():
+        as_objects = values.astype(object)
+        as_objects[~np.isfinite(values)] = None
+        return as_objects.tolist()
+    if kind == "O":
+        return _objects_json_safe(values.tolist())
+    return values.tolist()
+
+
+def _objects_json_safe(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, list):
+        return [_objects_json_safe(item) for item in value]
+    if isinstance(value, np.floating):
+        return float(value) if np.isfinite(value) else None
+    return value
+
+
+def _output_rows(labels: list[Any], probabilities: list[Any] | None) -> list[Any]:
     if probabilities is None:
-        return values
-    return [[value, *probs] for value, probs in zip(values, probabilities.tolist(), strict=True)]
+        return labels
+    return [[value, *probs] for value, probs in zip(labels, probabilities, strict=True)]
 
 
 def _jsonable(value: Any) -> Any:
     if hasattr(value, "item"):  # numpy scalars inside object arrays
-        return value.item()
+        return _objects_json_safe(value.item())
     if hasattr(value, "tolist"):
-        return value.tolist()
+        return _objects_json_safe(value.tolist())
     return str(value)
 
 
 def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), default=_jsonable)
+    return json.dumps(value, separators=(",", ":"), default=_jsonable, allow_nan=False)

@@ -29,3 +29,39 @@ class RequestError(Exception):
 
 class StartupError(Exception):
     """`serve` cannot start (bad setting, missing or unreadable model)."""
+
+
+class ModelError(Exception):
+    """The model (or the user's inference code) failed on a well-formed request: a 500.
+
+    `message` is one line naming the function and the exception, for the client;
+    the traceback goes to the server log only. `deterministic` errors would fail
+    the same way on a retry, so the answer carries `X-Model-Error: deterministic`
+    and the local runner does not retry them (see /invocations in the package doc).
+    """
+
+    HEADER = "x-model-error"
+
+    def __init__(self, message: str, *, deterministic: bool = True) -> None:
+        self.message = " ".join(message.split())[:500]
+        self.deterministic = deterministic
+        super().__init__(self.message)
+
+    @classmethod
+    def wrap(
+        cls, exc: BaseException, function: str, *, where: str = "", rows: int | None = None
+    ) -> ModelError:
+        """`model error in predict_fn of FILE (3 rows): KeyError: 'x'`, chained to `exc`."""
+        text = " ".join(str(exc).split())[:300]
+        origin = f" of {where}" if where else ""
+        count = f" ({rows} rows)" if rows is not None else ""
+        detail = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+        error = cls(
+            f"model error in {function}{origin}{count}: {detail}",
+            deterministic=not isinstance(exc, MemoryError),
+        )
+        error.__cause__ = exc
+        return error
+
+    def headers(self) -> dict[str, str]:
+        return {self.HEADER: "deterministic"} if self.deterministic else {}

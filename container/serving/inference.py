@@ -12,19 +12,35 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+import pandas as pd
 
+from serving import frames
 from serving.body import Body
 from serving.codecs import decode, encode
-from serving.errors import RequestError
+from serving.csv_codec import without_polars
+from serving.errors import ModelError, RequestError
 from serving.model_loading import LoadedModel
 from serving.negotiation import Format, request_format, response_format
 
 log = logging.getLogger("serving")
 
+# A float matrix, or a DataFrame for models fitted on DataFrames with non-numeric columns.
+Features = np.ndarray | pd.DataFrame
+
 # How rows are named in messages: CSV and JSON Lines count lines, JSON counts rows.
-_ROW_WORD = {Format.CSV: "line", Format.JSON: "row", Format.JSONLINES: "line"}
+_ROW_WORD = {
+    Format.CSV: "line",
+    Format.JSON: "row",
+    Format.JSONLINES: "line",
+    Format.PARQUET: "row",
+    Format.NPY: "row",
+}
+# Warm-up answers in the text formats only: Parquet runs polars, whose threads
+# would not survive the fork() that follows (see serving.csv_codec).
+_WARM_RESPONSES = (Format.CSV, Format.JSON, Format.JSONLINES)
 
 
 @dataclass(frozen=True)
@@ -62,10 +78,19 @@ def negotiate(
 
 def run(model: LoadedModel, plan: Plan, body: bytes | Body) -> bytes:
     """Decode, predict and encode one request body (as `bytes` or received chunks)."""
-    return respond(model, plan, decode(plan.request, body, model.feature_count))
+    return respond(model, plan, parse(model, plan.request, body))
 
 
-def respond(model: LoadedModel, plan: Plan, matrix: np.ndarray) -> bytes:
+def parse(model: LoadedModel | None, fmt: Format, body: bytes | Body) -> Features:
+    """The model's input from a request body (also the default `input_fn` of user code)."""
+    schema = model.schema if model is not None else None
+    if schema is not None and frames.handles(schema, fmt):  # models with named columns
+        return frames.decode(fmt, body, schema)
+    feature_count = model.feature_count if model is not None else None
+    return decode(fmt, body, feature_count, schema=schema)
+
+
+def respond(model: LoadedModel, plan: Plan, matrix: Features) -> bytes:
     """Predict and encode an already decoded feature matrix."""
     labels, probabilities = predict(model, matrix, plan.predict_proba, _ROW_WORD[plan.request])
     return encode(plan.response, labels, probabilities)
@@ -88,7 +113,7 @@ def transform(
 
 
 def predict(
-    model: LoadedModel, matrix: np.ndarray, proba: bool, word: str = "row"
+    model: LoadedModel, matrix: Features, proba: bool, word: str = "row"
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Labels, and probability columns when asked.
 
@@ -97,25 +122,41 @@ def predict(
     """
     estimator = model.estimator
     inputs = matrix
-    if model.feature_names_in is not None:
-        import pandas as pd
-
+    if model.feature_names_in is not None and isinstance(matrix, np.ndarray):
         # Fitted on a DataFrame: same column names, or scikit-learn warns per call.
         inputs = pd.DataFrame(matrix, columns=list(model.feature_names_in), copy=False)
-    try:
-        labels = np.asarray(estimator.predict(inputs))
-        probabilities = np.asarray(estimator.predict_proba(inputs)) if proba else None
-    except (ValueError, TypeError) as exc:
-        # scikit-learn's input validation speaks ValueError: the request is at fault.
-        raise _explain_rejection(matrix, exc, word) from None
-    if labels.shape[:1] != matrix.shape[:1]:
-        raise RuntimeError(f"model returned {labels.shape[0]} predictions for {len(matrix)} rows")
+    labels = np.asarray(_call(estimator.predict, "predict", inputs, matrix, word))
+    probabilities = (
+        np.asarray(_call(estimator.predict_proba, "predict_proba", inputs, matrix, word))
+        if proba
+        else None
+    )
+    for name, values in (("predict", labels), ("predict_proba", probabilities)):
+        if values is not None and values.shape[:1] != matrix.shape[:1]:
+            count = values.shape[0] if values.ndim else "a scalar instead of"
+            raise ModelError(
+                f"model error in {name}: returned {count} predictions for {len(matrix)} rows"
+            )
     if probabilities is not None and probabilities.ndim == 2 and probabilities.shape[1] == 2:
         probabilities = probabilities[:, 1:]
     return labels, probabilities
 
 
-def _explain_rejection(matrix: np.ndarray, exc: Exception, word: str) -> RequestError:
+def _call(method: Any, name: str, inputs: Any, matrix: Features, word: str) -> Any:
+    """Run `predict` / `predict_proba`: a ValueError or TypeError (scikit-learn's
+    input validation) blames the request with a 400; anything else is the model's
+    own failure, a `ModelError` (500) naming the method, with the traceback kept."""
+    try:
+        return method(inputs)
+    except (ValueError, TypeError) as exc:
+        raise _explain_rejection(matrix, exc, word) from None
+    except Exception as exc:
+        raise ModelError.wrap(exc, name, rows=len(matrix)) from exc
+
+
+def _explain_rejection(matrix: Features, exc: Exception, word: str) -> RequestError:
+    if not isinstance(matrix, np.ndarray):
+        return frames.explain_rejection(matrix, exc, word)
     finite = np.isfinite(matrix)
     if not finite.all():
         row, column = (int(i) for i in np.argwhere(~finite)[0])
@@ -148,16 +189,19 @@ def warm_up(model: LoadedModel) -> float:
         Format.JSON: _json_bytes({"instances": [row]}),
         Format.JSONLINES: _json_bytes(row),
     }
+    if model.schema is not None and model.schema.needs_frame:
+        bodies = frames.sample_bodies(model.schema)  # values the model knows
     options = [None, "true"] if model.has_predict_proba else [None]
-    for request, body in bodies.items():
-        for response in Format:
-            for option in options:
-                accept = response.value + (f"; predict_proba={option}" if option else "")
-                try:
-                    transform(model, body, request.value, accept)
-                except Exception as exc:
-                    log.warning("warm-up %s -> %s failed: %s", request.value, accept, exc)
-                    return time.perf_counter() - started
+    with without_polars():  # runs in serve's parent, before it forks the workers
+        for request, body in bodies.items():
+            for response in _WARM_RESPONSES:
+                for option in options:
+                    accept = response.value + (f"; predict_proba={option}" if option else "")
+                    try:
+                        transform(model, body, request.value, accept)
+                    except Exception as exc:
+                        log.warning("warm-up %s -> %s failed: %s", request.value, accept, exc)
+                        return time.perf_counter() - started
     return time.perf_counter() - started
 
 

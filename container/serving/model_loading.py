@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from serving.errors import StartupError
+from serving.schema import InputSchema, input_schema
 
 MODEL_FILE = "model.joblib"
 METADATA_FILE = "metadata.json"
@@ -38,6 +39,8 @@ class LoadedModel:
     # `classes_` of a classifier, in the order of predict_proba's columns.
     classes: tuple[Any, ...] | None
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    # Column names and kinds when known (`serving.schema`); None for plain-array models.
+    schema: InputSchema | None = None
 
     @property
     def has_predict_proba(self) -> bool:
@@ -75,6 +78,18 @@ def load_model(model_dir: str | Path) -> LoadedModel:
             f"{model_path} holds a {type(estimator).__name__}, not a fitted estimator "
             f"with predict()"
         )
+    check_fitted(estimator, model_path)
+    return loaded_model(estimator, model_path, metadata)
+
+
+def loaded_model(
+    estimator: Any, model_path: Path, metadata: Mapping[str, Any] | None = None
+) -> LoadedModel:
+    """Wrap an estimator already in memory (e.g. from a user's `model_fn`) for serving.
+
+    `model_path` is what messages name as the model's origin.
+    """
+    metadata = dict(metadata or {})
     feature_count = _feature_count(estimator, metadata, model_path)
     names = getattr(estimator, "feature_names_in_", None)
     classes = getattr(estimator, "classes_", None)
@@ -87,7 +102,31 @@ def load_model(model_dir: str | Path) -> LoadedModel:
         if classes is not None
         else None,
         metadata=metadata,
+        schema=input_schema(estimator, metadata, str(model_path.parent / METADATA_FILE)),
     )
+
+
+def check_fitted(estimator: Any, model_path: Path) -> None:
+    """Refuse an unfitted scikit-learn model at start-up, not with a 400 per request.
+
+    Uses scikit-learn's own test (`check_is_fitted`: fitted attributes ending in
+    `_`, or `__sklearn_is_fitted__`); objects without `fit` are not estimators
+    it can judge and pass.
+    """
+    if not callable(getattr(estimator, "fit", None)):
+        return
+    from sklearn.exceptions import NotFittedError
+    from sklearn.utils.validation import check_is_fitted
+
+    try:
+        check_is_fitted(estimator)
+    except NotFittedError:
+        raise StartupError(
+            f"{model_path} holds an unfitted {type(estimator).__name__}: call fit() before "
+            f"saving it (a custom estimator can define __sklearn_is_fitted__)"
+        ) from None
+    except Exception:  # not an estimator scikit-learn can judge
+        return
 
 
 def _unpickle(model_path: Path) -> Any:

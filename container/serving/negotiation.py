@@ -27,6 +27,8 @@ class Format(enum.Enum):
     CSV = "text/csv"
     JSON = "application/json"
     JSONLINES = "application/jsonlines"
+    PARQUET = "application/x-parquet"  # a whole Parquet file per request (SplitType None)
+    NPY = "application/x-npy"  # numpy's .npy, as AWS's scikit-learn container takes; in only
 
 
 _MEDIA_TYPES: dict[str, Format] = {
@@ -38,9 +40,17 @@ _MEDIA_TYPES: dict[str, Format] = {
     "application/jsonl": Format.JSONLINES,
     "application/x-ndjson": Format.JSONLINES,
     "application/ndjson": Format.JSONLINES,
+    "application/x-parquet": Format.PARQUET,
+    "application/vnd.apache.parquet": Format.PARQUET,
+    "application/x-npy": Format.NPY,
 }
+# Binary request formats answer in CSV unless Accept asks otherwise; NPY is never an answer.
+BINARY = frozenset({Format.PARQUET, Format.NPY})
 _CHARSETS = frozenset({"utf-8", "utf8", "us-ascii", "ascii"})
-SUPPORTED = "text/csv, application/json or application/jsonlines"
+SUPPORTED = (
+    "text/csv, application/json, application/jsonlines, application/x-parquet or application/x-npy"
+)
+ANSWERS = "text/csv, application/json, application/jsonlines or application/x-parquet"
 
 
 def _shorten(text: str, limit: int = 80) -> str:
@@ -84,8 +94,9 @@ def response_format(accept: str | None, request: Format) -> tuple[Format, bool |
     several acceptable types the highest q wins, then the most specific, then the
     first listed. Nothing acceptable gives 406.
     """
+    default = Format.CSV if request in BINARY else request
     if accept is None or not accept.strip():
-        return request, None
+        return default, None
     best: tuple[float, int, int] | None = None
     chosen: tuple[Format, dict[str, str]] | None = None
     for index, part in enumerate(accept.split(",")):
@@ -98,16 +109,14 @@ def response_format(accept: str | None, request: Format) -> tuple[Format, bool |
             continue  # RFC 9110: an unparsable weight makes the range unusable
         if not quality > 0:
             continue
-        fmt, specificity = _match(media, request)
-        if fmt is None:
+        fmt, specificity = _match(media, default)
+        if fmt is None or fmt is Format.NPY:
             continue
         rank = (quality, specificity, -index)
         if best is None or rank > best:
             best, chosen = rank, (fmt, params)
     if chosen is None:
-        raise RequestError(
-            406, f"cannot answer with Accept {_shorten(accept)!r}; accept {SUPPORTED}"
-        )
+        raise RequestError(406, f"cannot answer with Accept {_shorten(accept)!r}; accept {ANSWERS}")
     fmt, params = chosen
     return fmt, _proba_param(params.get(PROBA_PARAMETER), "Accept parameter")
 

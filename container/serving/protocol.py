@@ -24,8 +24,10 @@ Content-Length within the limit its chunks are queued and passed on as they
 are, one message each, otherwise uvicorn's own path takes it. The app's own
 413 check stays in force on every path.
 
-Relies on uvicorn internals (`HttpToolsProtocol.__init__/data_received/
-on_headers_complete/on_body/on_message_complete/connection_lost`,
+It is built on `serving.limits`' protocol, so the header size limit and the
+head and body timeouts apply to it too. Relies on uvicorn internals
+(`HttpToolsProtocol.__init__/data_received/on_headers_complete/on_body/
+on_message_complete/connection_lost`,
 `RequestResponseCycle` attributes); `test_protocol_uvicorn_internals_unchanged`
 pins them so an upgrade fails loudly.
 """
@@ -41,6 +43,8 @@ from typing import Any
 
 import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
+
+from serving.limits import GuardedHttpToolsProtocol
 
 # Below this a body arrives with its head in a read or two: nothing to gain.
 DIRECT_MIN_BYTES = 64 * 1024
@@ -70,7 +74,7 @@ class _QueuedBodyCycle(RequestResponseCycle):
         }
 
 
-class DirectBodyHttpToolsProtocol(HttpToolsProtocol):
+class DirectBodyHttpToolsProtocol(GuardedHttpToolsProtocol):
     """uvicorn's protocol, reading large bodies in place (see the module docstring).
 
     The event loop talks to it through `DirectBodyProtocol`, which builds it.
@@ -101,6 +105,7 @@ class DirectBodyHttpToolsProtocol(HttpToolsProtocol):
             self._reading_in_place = self._body is not None
             return
         self._unset_keepalive_if_required()
+        self.last_progress = self.loop.time()
         self._filled += nbytes
         assert self._body_view is not None
         if self._filled == len(self._body_view):
@@ -112,7 +117,9 @@ class DirectBodyHttpToolsProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         super().on_headers_complete()
         cycle = self.cycle
-        if cycle is None or type(cycle) is not RequestResponseCycle or self.pipeline:
+        if self.refused or cycle is None or type(cycle) is not RequestResponseCycle:
+            return
+        if self.pipeline:
             return  # upgrade, or a pipelined request queued behind another one
         if cycle.scope is not self.scope:
             return  # no new cycle was made (an upgrade): the old one is not ours to change
@@ -162,13 +169,15 @@ class DirectBodyProtocol(asyncio.BufferedProtocol):
     Why a separate object: uvloop reads into `get_buffer()` only for
     protocols that are not `asyncio.Protocol` subclasses, and uvicorn's is one.
     uvicorn builds this class with its usual arguments (`Config.http`); the body
-    limit is a class attribute, baked in by `protocol_class`.
+    limit and the protocol class (with its limits) are class attributes, baked
+    in by `protocol_class`.
     """
 
     max_body_bytes: int = 0
+    http_class: type[DirectBodyHttpToolsProtocol] = DirectBodyHttpToolsProtocol
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self.http = DirectBodyHttpToolsProtocol(*args, max_body_bytes=self.max_body_bytes, **kwargs)
+        self.http = self.http_class(*args, max_body_bytes=self.max_body_bytes, **kwargs)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.http.connection_made(transport)  # type: ignore[arg-type]
@@ -192,12 +201,15 @@ class DirectBodyProtocol(asyncio.BufferedProtocol):
         self.http.buffer_updated(nbytes)
 
 
-def protocol_class(max_body_bytes: int) -> type[DirectBodyProtocol]:
+def protocol_class(
+    max_body_bytes: int,
+    http_class: type[DirectBodyHttpToolsProtocol] = DirectBodyHttpToolsProtocol,
+) -> type[DirectBodyProtocol]:
     """A protocol class for `uvicorn.Config(http=...)` with the body limit baked in."""
     return type(
         "DirectBodyProtocol",
         (DirectBodyProtocol,),
-        {"max_body_bytes": max_body_bytes, "__module__": __name__},
+        {"max_body_bytes": max_body_bytes, "http_class": http_class, "__module__": __name__},
     )
 
 

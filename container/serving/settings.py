@@ -29,6 +29,18 @@ SAGEMAKER_MAX_PAYLOAD_MB = 100
 DEFAULT_MAX_BODY_MB = 110.0
 # SageMaker sends SIGKILL about 30 s after SIGTERM; finish in-flight work before.
 GRACEFUL_SHUTDOWN_SECONDS = 25.0
+# Batch Transform waits up to InvocationsTimeoutInSeconds (default 600, at most
+# 3600) for an answer; the watchdog must not kill a worker that is still within
+# it. https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_ModelClientConfig.html
+DEFAULT_INVOCATION_TIMEOUT_SECONDS = 600
+WATCHDOG_MARGIN_SECONDS = 60
+# A client must send a complete request head within this time (slowloris guard),
+# and may not leave a body unfinished without sending anything for longer.
+DEFAULT_HEADER_TIMEOUT_SECONDS = 30.0
+DEFAULT_BODY_IDLE_TIMEOUT_SECONDS = 60.0
+DEFAULT_MAX_HEADER_KB = 64
+# Open connections per worker; more get 503. SageMaker opens MaxConcurrentTransforms.
+DEFAULT_MAX_CONNECTIONS = 1000
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off", ""})
@@ -46,6 +58,13 @@ class Settings:
     max_body_bytes: int
     predict_proba: bool
     graceful_shutdown_seconds: float = GRACEFUL_SHUTDOWN_SECONDS
+    worker_timeout_seconds: float = float(
+        DEFAULT_INVOCATION_TIMEOUT_SECONDS + WATCHDOG_MARGIN_SECONDS
+    )
+    header_timeout_seconds: float = DEFAULT_HEADER_TIMEOUT_SECONDS
+    body_idle_timeout_seconds: float = DEFAULT_BODY_IDLE_TIMEOUT_SECONDS
+    max_header_bytes: int = DEFAULT_MAX_HEADER_KB * 1024
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -62,6 +81,18 @@ class Settings:
             ),
             max_body_bytes=int(max_body_mb * 1024 * 1024),
             predict_proba=_bool(env, "SERVING_PREDICT_PROBA"),
+            worker_timeout_seconds=_worker_timeout(env),
+            header_timeout_seconds=_positive_float(
+                env, "SERVING_HEADER_TIMEOUT", DEFAULT_HEADER_TIMEOUT_SECONDS, "seconds"
+            ),
+            body_idle_timeout_seconds=_positive_float(
+                env, "SERVING_BODY_TIMEOUT", DEFAULT_BODY_IDLE_TIMEOUT_SECONDS, "seconds"
+            ),
+            max_header_bytes=1024
+            * _int_in_range(env, "SERVING_MAX_HEADER_KB", DEFAULT_MAX_HEADER_KB, 1, 1024 * 1024),
+            max_connections=_int_in_range(
+                env, "SERVING_MAX_CONNECTIONS", DEFAULT_MAX_CONNECTIONS, 1, 1_000_000
+            ),
         )
 
     def advertised_max_payload_mb(self) -> int:
@@ -129,7 +160,24 @@ def _bool(env: Mapping[str, str], name: str) -> bool:
         raise StartupError(str(exc)) from None
 
 
-def _positive_float(env: Mapping[str, str], name: str, default: float) -> float:
+def _worker_timeout(env: Mapping[str, str]) -> float:
+    """SERVING_WORKER_TIMEOUT, else the invocation timeout plus a margin.
+
+    The invocation timeout is SAGEMAKER_MODEL_SERVER_TIMEOUT when set (the
+    variable AWS's own serving containers read for it), else Batch
+    Transform's default of 600 s. The watchdog only kills a worker whose
+    event loop has been stuck this long, so it must outlast any request the
+    client still waits for.
+    """
+    if env.get("SERVING_WORKER_TIMEOUT", "").strip():
+        return _positive_float(env, "SERVING_WORKER_TIMEOUT", 0.0, "seconds")
+    invocation = _int_in_range(
+        env, "SAGEMAKER_MODEL_SERVER_TIMEOUT", DEFAULT_INVOCATION_TIMEOUT_SECONDS, 1, 86400
+    )
+    return float(invocation + WATCHDOG_MARGIN_SECONDS)
+
+
+def _positive_float(env: Mapping[str, str], name: str, default: float, unit: str = "MiB") -> float:
     raw = env.get(name, "").strip()
     if not raw:
         return default
@@ -138,5 +186,5 @@ def _positive_float(env: Mapping[str, str], name: str, default: float) -> float:
     except ValueError:
         raise StartupError(f"{name}={raw!r} is not a number") from None
     if not math.isfinite(value) or value <= 0:
-        raise StartupError(f"{name}={raw!r} must be a positive number of MiB")
+        raise StartupError(f"{name}={raw!r} must be a positive number of {unit}")
     return value

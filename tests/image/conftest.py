@@ -15,6 +15,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from .engine import (
@@ -30,7 +31,15 @@ from .engine import (
     find_engine,
     start_container,
 )
-from .support import TIMINGS, Container, StartContainer, TrainedModel, wait_ready
+from .support import (
+    TIMINGS,
+    Container,
+    MixedModel,
+    StartContainer,
+    TrainedModel,
+    UserCodeModel,
+    wait_ready,
+)
 
 FEATURES = 8
 CLASS_LABELS = ["high", "low", "mid"]
@@ -178,13 +187,107 @@ def trained_model(tmp_path_factory: pytest.TempPathFactory) -> TrainedModel:
     archive = write_model_archive(pipeline, metadata, root / "model.tar.gz")
     model_dir = root / "model"
     unpack_model_archive(archive, model_dir)
-    # The image may run as a non-root user: the mounted directory must be readable.
-    model_dir.chmod(0o755)
-    for item in model_dir.iterdir():
-        item.chmod(0o644)
+    readable_by_all(model_dir)
     # Rows with many decimals, so a float-parsing or formatting difference would show.
     test_x = np.random.default_rng(11).normal(size=(250, FEATURES)) * 3.0
     return TrainedModel(archive, model_dir, test_x, [str(v) for v in pipeline.predict(test_x)])
+
+
+def readable_by_all(directory: Path) -> None:
+    """The image may run as a non-root user: the mounted directory must be readable."""
+    directory.chmod(0o755)
+    for item in directory.rglob("*"):
+        item.chmod(0o755 if item.is_dir() else 0o644)
+
+
+@pytest.fixture(scope="session")
+def mixed_model(tmp_path_factory: pytest.TempPathFactory) -> MixedModel:
+    """The issue's most common real model: one-hot + scaling over a mixed-type DataFrame."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    from model.artifact import unpack_model_archive, write_model_archive
+
+    rng = np.random.default_rng(5)
+    rows = 400
+    frame = pd.DataFrame(
+        {
+            "age": rng.integers(18, 80, rows),
+            "city": rng.choice(["Paris", "Lyon", "Nice", "Saint-Étienne"], rows),
+            "plan": rng.choice(["basic", "pro"], rows),
+            "income": rng.normal(50_000, 9_000, rows).round(2),
+        }
+    )
+    target = ((frame["age"] > 40) ^ (frame["city"] == "Lyon")).astype(int)
+    columns = ColumnTransformer(
+        [
+            ("categorical", OneHotEncoder(handle_unknown="ignore"), ["city", "plan"]),
+            ("numeric", StandardScaler(), ["age", "income"]),
+        ]
+    )
+    pipeline = make_pipeline(columns, LogisticRegression()).fit(frame, target)
+    root = tmp_path_factory.mktemp("image-mixed-model")
+    archive = write_model_archive(pipeline, {"created_by": "tests/image"}, root / "model.tar.gz")
+    model_dir = unpack_model_archive(archive, root / "model")
+    readable_by_all(model_dir)
+    test = frame.sample(60, random_state=3)
+    body = test.to_csv(header=False, index=False).encode()
+    return MixedModel(model_dir, body, [str(v) for v in pipeline.predict(test)])
+
+
+USER_INFERENCE_PY = """
+import io
+import json
+import os
+
+import joblib
+import numpy as np
+
+
+def model_fn(model_dir):
+    return joblib.load(os.path.join(model_dir, "model.joblib"))
+
+
+def input_fn(input_data, content_type):
+    if content_type != "text/csv":
+        raise ValueError(f"only text/csv, not {content_type}")
+    return np.loadtxt(io.StringIO(input_data), delimiter=",", ndmin=2)
+
+
+def predict_fn(input_data, model):
+    if np.isnan(input_data).any():
+        raise RuntimeError("NaN reached predict_fn")
+    return model.predict_proba(input_data)
+
+
+def output_fn(prediction, accept):
+    return json.dumps({"probabilities": prediction.tolist()}), "application/json"
+"""
+
+
+@pytest.fixture(scope="session")
+def user_code_model(
+    tmp_path_factory: pytest.TempPathFactory, trained_model: TrainedModel
+) -> UserCodeModel:
+    """`trained_model`'s estimator repacked with code/inference.py (model.artifact.pack_model)."""
+    import joblib
+
+    from model.artifact import pack_model, unpack_model_archive
+
+    root = tmp_path_factory.mktemp("image-user-code")
+    code = root / "code"
+    code.mkdir()
+    (code / "inference.py").write_text(USER_INFERENCE_PY)
+    (code / "requirements.txt").write_text("scikit-learn>=1.5\nnumpy\n")  # met by the image
+    archive = pack_model(
+        trained_model.model_dir / "model.joblib", root / "model.tar.gz", code_dir=code
+    )
+    model_dir = unpack_model_archive(archive, root / "model")
+    readable_by_all(model_dir)
+    estimator = joblib.load(model_dir / "model.joblib")
+    return UserCodeModel(model_dir, estimator.predict_proba(trained_model.x).tolist())
 
 
 @pytest.fixture(scope="session")
@@ -201,6 +304,7 @@ def containers(
         env: Mapping[str, str] | None = None,
         container_port: int = 8080,
         network: bool = True,
+        model_dir: Path | None = None,
     ) -> Container:
         name = f"sbt-image-{purpose}-{uuid.uuid4().hex[:8]}"
         started.append(name)
@@ -210,7 +314,7 @@ def containers(
                 image=serving_image,
                 name=name,
                 env=dict(env or {}),
-                ro_mounts=[(trained_model.model_dir, "/opt/ml/model")],
+                ro_mounts=[(model_dir or trained_model.model_dir, "/opt/ml/model")],
                 publish=container_port if network else None,
             ),
         )

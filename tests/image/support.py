@@ -36,6 +36,23 @@ class TrainedModel:
 
 
 @dataclass(frozen=True)
+class MixedModel:
+    """A DataFrame pipeline with string columns, unpacked; a headerless CSV body and its labels."""
+
+    model_dir: Path
+    body: bytes
+    labels: list[str]
+
+
+@dataclass(frozen=True)
+class UserCodeModel:
+    """A model directory with code/inference.py; the probabilities it must answer for x."""
+
+    model_dir: Path
+    probabilities: list[list[float]]
+
+
+@dataclass(frozen=True)
 class Container:
     """A running server: a container, or (name "host") a `serve` process."""
 

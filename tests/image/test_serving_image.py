@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import httpx
+import numpy as np
 import pytest
 
 from .engine import Engine
@@ -27,8 +28,10 @@ from .support import (
     JSONLINES,
     TIMINGS,
     Container,
+    MixedModel,
     StartContainer,
     TrainedModel,
+    UserCodeModel,
     csv_body,
     inside_request,
 )
@@ -148,7 +151,7 @@ def test_invocations_match_in_process(
         (b"1,2,3\n", CSV, 400),  # wrong number of features
         (b"1,2,x,4,5,6,7,8\n", CSV, 400),
         (b'{"instances": [[1, 2', JSON, 400),
-        (b"1,2,3,4,5,6,7,8\n", "application/x-npy", 415),
+        (b"1,2,3,4,5,6,7,8\n", "text/plain", 415),
     ],
 )
 def test_bad_request_is_4xx_and_server_keeps_serving(
@@ -207,6 +210,67 @@ def test_starts_and_predicts_without_any_network(
     )
     assert status == 200, answer
     assert answer.decode().splitlines() == trained_model.labels
+
+
+# --- the models people really have (issue 11), without a network -------------------
+
+
+def test_mixed_type_dataframe_model(
+    engine: Engine, one_off_containers: StartContainer, mixed_model: MixedModel
+) -> None:
+    """A one-hot + scaling pipeline fitted on a DataFrame with string columns, no code."""
+    container = one_off_containers("mixed", network=False, model_dir=mixed_model.model_dir)
+    status, answer = inside_request(
+        engine, container.name, "/invocations", body=mixed_model.body, content_type=CSV
+    )
+    assert status == 200, answer
+    assert answer.decode().splitlines() == mixed_model.labels
+
+
+def test_user_inference_code_in_the_archive(
+    engine: Engine,
+    one_off_containers: StartContainer,
+    user_code_model: UserCodeModel,
+    trained_model: TrainedModel,
+) -> None:
+    """code/inference.py from model.tar.gz runs read-only: its answers, its errors, the log."""
+    container = one_off_containers("usercode", network=False, model_dir=user_code_model.model_dir)
+    status, answer = inside_request(
+        engine, container.name, "/invocations", body=csv_body(trained_model.x), content_type=CSV
+    )
+    assert status == 200, answer
+    got = json.loads(answer)["probabilities"]
+    np.testing.assert_allclose(got, user_code_model.probabilities, rtol=1e-9, atol=1e-12)
+
+    code = b"/opt/ml/model/code/inference.py"
+    status, answer = inside_request(
+        engine, container.name, "/invocations", body=b"[1, 2]", content_type=JSON
+    )
+    assert status == 400, answer
+    assert answer.startswith(b"input_fn of " + code + b" rejected the request: ValueError")
+    nan_row = b",".join([b"nan"] * trained_model.x.shape[1]) + b"\n"
+    status, answer = inside_request(
+        engine, container.name, "/invocations", body=nan_row, content_type=CSV
+    )
+    assert status == 500, answer
+    assert answer == (
+        b"model error in predict_fn of "
+        + code
+        + b" (1 rows): RuntimeError: NaN reached predict_fn\n"
+    )
+    status, _ = inside_request(
+        engine, container.name, "/invocations", body=csv_body(trained_model.x), content_type=CSV
+    )
+    assert status == 200, "the server keeps serving after the errors"
+    log = engine.logs(container.name)
+    assert (
+        "user code /opt/ml/model/code/inference.py: model_fn, input_fn, predict_fn, output_fn"
+        in log
+    )
+    assert "requirement(s) already installed" in log
+    assert "Traceback" in log and "NaN reached predict_fn" in log, "the traceback goes to the log"
+    for symptom in ("Read-only file system", "Permission denied"):
+        assert symptom not in log, f"{symptom!r} in the container log:\n{log[-2000:]}"
 
 
 # --- SAGEMAKER_BIND_TO_PORT ------------------------------------------------------

@@ -12,7 +12,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from servingkit import FEATURES, ServeProcess, running_serve, training_data, write_model
+from servingkit import (
+    FEATURES,
+    ServeProcess,
+    running_serve,
+    short_limits_env,
+    training_data,
+    write_model,
+)
 from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -90,4 +97,16 @@ def nan_model(nan_dir) -> LoadedModel:
 def binary_server(binary_dir, tmp_path_factory) -> Iterator[ServeProcess]:
     """`serve serve` (as SageMaker runs it) with 2 workers and default limits."""
     with running_serve(binary_dir, tmp_path_factory.mktemp("logs"), "serve") as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def pid_server(tmp_path_factory) -> Iterator[ServeProcess]:
+    """2 workers whose model answers with the worker's pid; 2 s head/body timeouts, 16 KiB heads."""
+    from serving_faulty_estimator import FaultyRegressor
+
+    model_dir = tmp_path_factory.mktemp("faulty")
+    write_model(model_dir, FaultyRegressor(), {"feature_count": 2})
+    logs = tmp_path_factory.mktemp("logs")
+    with running_serve(model_dir, logs, "serve", **short_limits_env()) as server:
         yield server

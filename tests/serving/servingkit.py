@@ -59,6 +59,17 @@ def invocation_headers(
 # ---------------------------------------------------------------- subprocesses
 
 
+def short_limits_env() -> dict[str, str]:
+    """`serve` environment for the fault tests: 2 s head/body timeouts, 16 KiB heads,
+    and this directory on PYTHONPATH (for `serving_faulty_estimator`)."""
+    return {
+        "SERVING_HEADER_TIMEOUT": "2",
+        "SERVING_BODY_TIMEOUT": "2",
+        "SERVING_MAX_HEADER_KB": "16",
+        "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]),
+    }
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

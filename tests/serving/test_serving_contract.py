@@ -92,16 +92,6 @@ def inprocess(binary_model):
     return InProcessClient(create_app(binary_model, settings))
 
 
-@pytest.mark.parametrize(("connections", "closed"), [(None, False), (1, False), (2, True)])
-def test_connections_are_closed_only_on_a_shared_worker(binary_model, connections, closed):
-    settings = Settings.from_env({"SERVING_WORKERS": "2"})
-    counter = None if connections is None else (lambda: connections)
-    client = InProcessClient(create_app(binary_model, settings, open_connections=counter))
-    response = client.post("/invocations", content=b"1,2,3,4", headers={"content-type": "text/csv"})
-    assert response.status_code == 200
-    assert (response.headers.get("connection") == "close") is closed
-
-
 @pytest.mark.parametrize("accept", ACCEPTS)
 @pytest.mark.parametrize("content_type", list(BODIES))
 def test_every_format_in_process(inprocess, binary_model, content_type, accept):

@@ -22,7 +22,8 @@ from servingkit import free_port
 from uvicorn.protocols.http import httptools_impl
 
 from serving import protocol
-from serving.server import uvicorn_config
+from serving.settings import Settings
+from serving.worker import uvicorn_config
 
 LIMIT = 4 * 1024 * 1024
 
@@ -63,7 +64,7 @@ async def _answer(send, body: bytes) -> None:
 
 @pytest.fixture(scope="module", params=["uvloop", "asyncio"])
 def server(request) -> Iterator[int]:
-    config = uvicorn_config(echo_app, 1, LIMIT)
+    config = uvicorn_config(echo_app, Settings.from_env({"SERVING_MAX_BODY_MB": "4"}))
     assert issubclass(config.http_protocol_class, protocol.DirectBodyProtocol)
     config.loop = request.param
     port = free_port()
@@ -286,13 +287,17 @@ def test_unfilled_bytes_refuses_sizes_cpython_may_share(size):
     assert protocol.unfilled_bytes(size) is None
 
 
-# The uvicorn code serving.protocol builds on, as of the pinned version. If this
-# fails after an upgrade, re-read these methods in uvicorn/protocols/http/
-# httptools_impl.py, check _QueuedBodyCycle / DirectBodyHttpToolsProtocol
-# against them (or drop serving.protocol), then update the hashes.
+# The uvicorn code serving.protocol and serving.limits build on, as of the
+# pinned version. If this fails after an upgrade, re-read these methods in
+# uvicorn/protocols/http/httptools_impl.py, check _QueuedBodyCycle,
+# DirectBodyHttpToolsProtocol and GuardedHttpToolsProtocol against them (or
+# drop serving.protocol), then update the hashes.
 PINNED_UVICORN = "0.54.0"
 PINNED_SOURCES = {
     "HttpToolsProtocol.__init__": "4f08999410347141",
+    "HttpToolsProtocol.connection_made": "6efb565ff3d36b91",
+    "HttpToolsProtocol.on_message_begin": "96d377fdc7c2baef",
+    "HttpToolsProtocol.shutdown": "d7351fa33f00d430",
     "HttpToolsProtocol.data_received": "010a7ae59a5d3b1a",
     "HttpToolsProtocol.on_headers_complete": "1ea8589acfad92d8",
     "HttpToolsProtocol.on_body": "dba9c32aeba35b6a",

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from servingkit import FEATURES, csv_rows, write_model
 
-from serving import codecs, runtime
+from serving import codecs, csv_codec, runtime
 from serving.body import Body
 from serving.codecs import decode, decode_csv_whole, encode
 from serving.errors import RequestError, StartupError
@@ -404,16 +404,31 @@ def test_runtime_tuning(monkeypatch):
         gc.unfreeze()
 
 
+# Field spellings where parsers are known to disagree, next to ordinary numbers.
+_EDGE_FIELDS = [
+    "", " ", "x", "NA", "N/A", "null", "None", "nan", "NaN", "-nan", "NAN", "inf", "-inf",
+    "Infinity", "+inf", "1e400", "-1e400", "1e-400", "4.9e-324", "1_0", ".5", "5.", "+1",
+    "1e5", "1E+05", "1e", "e5", "0x10", '"1"', "-0", "- 1", " 1", "1 ", "1.5.2", "#N/A",
+    "1.#IND", "\ufeff1", "0.1000000000000000055511151231257827021181583404541015625",
+    "9007199254740993", "123456789012345678901234567890", "2.2250738585072011e-308",
+]  # fmt: skip
 CSV_FIELDS = st.one_of(
-    st.floats(allow_nan=True, allow_infinity=False).map(repr),
-    st.integers(-1000, 1000).map(str),
-    st.sampled_from(["", "x", " ", "NA", '"1"']),
+    st.floats(allow_nan=False, allow_infinity=False).map(repr),
+    st.floats(width=32).map(str),
+    st.integers(-(10**20), 10**20).map(str),
+    st.builds(
+        lambda digits, exponent: f"{digits[:1]}.{digits[1:]}e{exponent}",
+        st.text("0123456789", min_size=1, max_size=25),
+        st.integers(-330, 310),
+    ),
+    st.sampled_from(_EDGE_FIELDS),
 )
 CSV_LINES = st.lists(
     st.one_of(
         st.lists(
             st.floats(allow_nan=False, allow_infinity=False).map(repr), min_size=3, max_size=3
         ),
+        st.lists(CSV_FIELDS, min_size=3, max_size=3),
         st.lists(CSV_FIELDS, min_size=0, max_size=4),
     ).map(",".join),
     min_size=0,
@@ -421,38 +436,111 @@ CSV_LINES = st.lists(
 )
 
 
-@settings(max_examples=300, deadline=None)
+def _outcome(call):
+    try:
+        return ("ok", call())
+    except RequestError as err:
+        return ("error", err.status, err.message)
+
+
+@settings(max_examples=500, deadline=None)
 @given(
     lines=CSV_LINES,
-    newline=st.sampled_from(["\n", "\r\n"]),
-    trailing=st.sampled_from(["", "\n", "\n\n"]),
-    block=st.integers(min_value=1, max_value=200),
-    cuts=st.lists(st.integers(min_value=0, max_value=5000), max_size=10),
+    newline=st.sampled_from(["\n", "\r\n", "\r"]),
+    trailing=st.sampled_from(["", "\n", "\n\n", "\r\n"]),
+    feature_count=st.sampled_from([3, None]),
+    cuts=st.lists(st.integers(min_value=0, max_value=5000), max_size=5),
 )
-def test_block_decoding_agrees_with_whole_body_decoding(lines, newline, trailing, block, cuts):
-    """However the body is chunked and cut into blocks: same matrix, or same error."""
+def test_fast_csv_decoder_agrees_with_pandas_bit_for_bit(
+    lines, newline, trailing, feature_count, cuts
+):
+    """The polars fast path gives pandas' exact matrix (every bit), or pandas' exact error."""
     whole = (newline.join(lines) + trailing).encode()
     points = sorted({c % (len(whole) + 1) for c in cuts} | {0, len(whole)})
     chunks = [whole[a:b] for a, b in itertools.pairwise(points)]
-
-    def outcome(call):
-        try:
-            return ("ok", call())
-        except RequestError as err:
-            return ("error", err.status, err.message)
-
-    original = codecs.CSV_BLOCK_BYTES
-    codecs.CSV_BLOCK_BYTES = block
-    try:
-        streamed = outcome(lambda: decode(Format.CSV, Body(chunks), 3))
-    finally:
-        codecs.CSV_BLOCK_BYTES = original
+    fast = _outcome(lambda: decode(Format.CSV, Body(chunks), feature_count))
     if Body([whole]).is_blank():
         reference = ("error", 400, "empty body: send one or more rows of numbers")
     else:
-        reference = outcome(lambda: decode_csv_whole(whole, 3))
+        reference = _outcome(lambda: decode_csv_whole(whole, feature_count))
     if reference[0] == "ok":
-        assert streamed[0] == "ok", streamed
-        np.testing.assert_array_equal(streamed[1], reference[1])
+        assert fast[0] == "ok", fast
+        assert fast[1].shape == reference[1].shape
+        assert fast[1].dtype == np.float64
+        np.testing.assert_array_equal(fast[1].view(np.uint64), reference[1].view(np.uint64))
     else:
-        assert streamed == reference
+        assert fast == reference
+
+
+def test_fast_csv_decoder_is_polars_and_keeps_pandas_layout(monkeypatch):
+    """Clean numeric CSV never reaches pandas, and comes back in the same memory order."""
+    rng = np.random.default_rng(5)
+    values = rng.normal(size=(500, 7))
+    values[3, 2] = np.nan  # an empty field
+    text = "\n".join(
+        ",".join("" if np.isnan(v) else repr(v) for v in row) for row in values.tolist()
+    )
+    reference = decode_csv_whole(text.encode(), 7)
+
+    def no_pandas(*args, **kwargs):
+        raise AssertionError("pandas was called")
+
+    monkeypatch.setattr(csv_codec.pd, "read_csv", no_pandas)
+    fast = codecs.decode_csv(text.encode(), 7)
+    np.testing.assert_array_equal(fast.view(np.uint64), reference.view(np.uint64))
+    assert fast.flags.f_contiguous == reference.flags.f_contiguous
+
+
+def test_without_polars_decodes_with_pandas(monkeypatch):
+    calls = []
+    real = csv_codec.pl.read_csv
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(csv_codec.pl, "read_csv", counting)
+    with csv_codec.without_polars():
+        matrix = codecs.decode_csv(b"1,2\n3,4\n", 2)
+    assert matrix.tolist() == [[1.0, 2.0], [3.0, 4.0]]
+    assert calls == []
+    assert codecs.decode_csv(b"1,2\n3,4\n", 2).tolist() == [[1.0, 2.0], [3.0, 4.0]]
+    assert calls == [1]
+
+
+def test_a_child_forked_after_polars_ran_falls_back_instead_of_hanging(tmp_path):
+    """polars' thread pool does not survive fork(): the child must not call it."""
+    script = tmp_path / "fork_child.py"
+    script.write_text(
+        "import os, sys\n"
+        "from serving.csv_codec import decode_csv, _state\n"
+        "decode_csv(b'1,2\\n3,4\\n' * 1000, 2)\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    m = decode_csv(b'1,2\\n3,4\\n' * 1000, 2)\n"
+        "    os._exit(0 if m.shape == (2000, 2) and not _state['polars'] else 3)\n"
+        "_, status = os.waitpid(pid, 0)\n"
+        "sys.exit(os.waitstatus_to_exitcode(status))\n"
+    )
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, str(script)], timeout=60, capture_output=True)
+    assert done.returncode == 0, done.stderr.decode()[-500:]
+
+
+def test_binary_formats_are_negotiated():
+    assert request_format("application/x-parquet") is Format.PARQUET
+    assert request_format("application/vnd.apache.parquet") is Format.PARQUET
+    assert request_format("application/x-npy") is Format.NPY
+    for request in (Format.PARQUET, Format.NPY):
+        assert response_format(None, request) == (Format.CSV, None)
+        assert response_format("*/*", request) == (Format.CSV, None)
+        assert response_format("application/*", request) == (Format.JSON, None)
+    assert response_format("application/x-parquet; predict_proba=true", Format.CSV) == (
+        Format.PARQUET,
+        True,
+    )
+    with pytest.raises(RequestError) as caught:
+        response_format("application/x-npy", Format.NPY)
+    assert caught.value.status == 406
