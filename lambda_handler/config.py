@@ -43,6 +43,7 @@ ENV_NAMES: dict[str, str] = {
     "assemble_with": "TRANSFORM_ASSEMBLE_WITH",
     "accept": "TRANSFORM_ACCEPT",
     "output_kms_key": "TRANSFORM_OUTPUT_KMS_KEY",
+    "volume_kms_key": "TRANSFORM_VOLUME_KMS_KEY",
     "invocations_timeout_seconds": "TRANSFORM_INVOCATIONS_TIMEOUT_SECONDS",
     "invocations_max_retries": "TRANSFORM_INVOCATIONS_MAX_RETRIES",
 }
@@ -85,6 +86,7 @@ class Settings(NamedTuple):
     assemble_with: str = "Line"
     accept: str = "text/csv"
     output_kms_key: str = ""
+    volume_kms_key: str = ""  # TransformResources.VolumeKmsKeyId (not for instance storage)
     invocations_timeout_seconds: int | None = None
     invocations_max_retries: int | None = None
 

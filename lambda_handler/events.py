@@ -1,13 +1,26 @@
-"""Turn the three accepted event shapes into references to S3 objects.
+"""Turn the accepted event shapes into references to S3 objects.
 
 1. S3 event notifications: ``{"Records": [{"eventSource": "aws:s3", "eventName":
    "ObjectCreated:Put", "s3": {"bucket": {"name": ...}, "object": {"key": ...}}}]}``.
    S3 URL-encodes keys in these (``my file.csv`` arrives as ``my+file.csv``,
-   ``é`` as ``%C3%A9``), so keys are decoded with ``unquote_plus``.
-2. EventBridge events from S3: ``{"source": "aws.s3", "detail-type": "Object Created",
+   ``é`` as ``%C3%A9``; S3 user guide, "Event message structure"), so keys are
+   decoded with ``unquote_plus``.
+2. The same notifications fanned out through SQS or SNS (AWS's documented fan-out
+   patterns): an SQS record (``eventSource: aws:sqs``) carries the notification as
+   the JSON string ``body``, an SNS record (``EventSource: aws:sns``) as
+   ``Sns.Message``, and an SQS queue subscribed to SNS without raw delivery gets the
+   SNS envelope (``{"Type": "Notification", "Message": ...}``) as its body. Each is
+   unwrapped and parsed like a direct delivery; messages are named by where they sit,
+   e.g. ``Records[0].body.Records[0]``.
+3. EventBridge events from S3: ``{"source": "aws.s3", "detail-type": "Object Created",
    "detail": {"bucket": {"name": ...}, "object": {"key": ...}}}``; the key is used as
-   delivered.
-3. A direct invocation for reruns and tests: ``{"input": "s3://bucket/key",
+   delivered. AWS documents URL-encoding only for the notification format above (the
+   EventBridge page, "EventBridge event message structure", says nothing of it and
+   its sample key is plain), and keys such as ``test+b.png`` or ``%2B%20%%%.png``
+   arrive unencoded in EventBridge events (aws-solutions-library-samples/
+   guidance-for-medialake-on-aws#21, tested against S3). Decoding them would turn a
+   real ``+`` into a space.
+4. A direct invocation for reruns and tests: ``{"input": "s3://bucket/key",
    "output": "s3://bucket/prefix" (optional), "model": "name" (optional),
    "version": "..." (optional), "rerun": "..." (optional)}``. An input ending in
    ``/`` transforms every object under that prefix.
@@ -20,6 +33,7 @@ counts in a cold start.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from typing import Any, NamedTuple
@@ -117,20 +131,26 @@ def parse_s3_uri(uri: object, field: str) -> tuple[str, str]:
     return bucket, key
 
 
-def _s3_records(records: object) -> list[Item]:
+def _s3_records(records: object, prefix: str = "") -> list[Item]:
     if not isinstance(records, list):
-        raise EventError(f"Records must be a list, got {_type_name(records)}")
+        raise EventError(f"{prefix}Records must be a list, got {_type_name(records)}")
     if not records:
-        raise EventError("Records is empty: nothing to transform")
+        raise EventError(f"{prefix}Records is empty: nothing to transform")
     items: list[Item] = []
     for index, record in enumerate(records):
-        where = f"Records[{index}]"
+        where = f"{prefix}Records[{index}]"
         try:
             if not isinstance(record, Mapping):
                 raise ValueError(f"{where} must be an object, got {_type_name(record)}")
-            source = record.get("eventSource")
+            source = record.get("eventSource", record.get("EventSource"))
+            if source in _WRAPPERS:
+                items.extend(_unwrap(record, source, where))
+                continue
             if source != "aws:s3":
-                raise ValueError(f"{where}: eventSource is {source!r}, expected 'aws:s3'")
+                raise ValueError(
+                    f"{where}: eventSource is {source!r}; expected 'aws:s3' (or an SQS / SNS "
+                    "message carrying an S3 notification)"
+                )
             event_name = _get_str(record, ("eventName",), where, required=True)
             bucket = _get_str(record, ("s3", "bucket", "name"), where, required=True)
             raw_key = _get_str(record, ("s3", "object", "key"), where, required=True)
@@ -146,19 +166,51 @@ def _s3_records(records: object) -> list[Item]:
                 _get_str(record, ("s3", "object", "sequencer"), where, required=False),
             )
             items.append(ObjectRef(bucket, key, token, "s3", where))
-        except ValueError as exc:
-            items.append(BadRecord(where, str(exc)))
+        except (ValueError, EventError) as exc:
+            items.append(BadRecord(where, _without_prefix(str(exc), where)))
     return items
 
 
-def _eventbridge(event: Mapping[str, Any]) -> list[Item]:
+# Where SQS and SNS records keep the message they carry (Lambda event shapes).
+_WRAPPERS = {"aws:sqs": ("body",), "aws:sns": ("Sns", "Message")}
+
+
+def _unwrap(record: Mapping[str, Any], source: str, where: str) -> list[Item]:
+    """The S3 notification (or EventBridge event) inside an SQS or SNS record."""
+    path = _WRAPPERS[source]
+    inner = f"{where}.{'.'.join(path)}"
+    message = _json_message(_get_str(record, path, where, required=True), inner)
+    if message.get("Type") == "Notification" and "Message" in message:
+        inner += ".Message"  # SNS -> SQS without raw message delivery: the SNS envelope
+        message = _json_message(_get_str(message, ("Message",), inner, required=True), inner)
+    return _parse(message, f"{inner}.")
+
+
+def _json_message(text: str, where: str) -> dict[str, Any]:
+    try:
+        message = json.loads(text)
+    except ValueError as exc:
+        raise ValueError(f"{where} is not JSON ({exc})") from None
+    if not isinstance(message, dict):
+        raise ValueError(f"{where} must hold a JSON object, got {_type_name(message)}")
+    return message
+
+
+def _without_prefix(message: str, where: str) -> str:
+    """``Records[0]: missing s3`` -> ``missing s3`` (the record is named once, by its where)."""
+    head = f"{where}: "
+    return message[len(head) :] if message.startswith(head) else message
+
+
+def _eventbridge(event: Mapping[str, Any], prefix: str = "") -> list[Item]:
     source = event.get("source")
     detail_type = event.get("detail-type")
     if source != "aws.s3":
         raise EventError(f"EventBridge event from {source!r}: only aws.s3 events are handled")
     if detail_type != "Object Created":
-        return [Skipped("event", f"EventBridge {detail_type!r} event is not an upload")]
-    where = "detail"
+        where = prefix.rstrip(".") or "event"
+        return [Skipped(where, f"EventBridge {detail_type!r} event is not an upload")]
+    where = f"{prefix}detail"
     try:
         detail = event.get("detail")
         if not isinstance(detail, Mapping):
@@ -209,19 +261,24 @@ def parse_event(event: object) -> list[Item]:
     """Every object the event refers to, in order, plus what was skipped or unusable."""
     if not isinstance(event, Mapping):
         raise EventError(f"event must be a JSON object, got {_type_name(event)}")
+    return _parse(event, "")
+
+
+def _parse(event: Mapping[str, Any], prefix: str) -> list[Item]:
     if event.get("Event") == "s3:TestEvent":
-        return [Skipped("event", "S3 test event (sent when the notification is configured)")]
+        where = prefix.rstrip(".") or "event"
+        return [Skipped(where, "S3 test event (sent when the notification is configured)")]
     if "Records" in event:
-        return _s3_records(event["Records"])
+        return _s3_records(event["Records"], prefix)
     if "detail-type" in event:
-        return _eventbridge(event)
-    if "input" in event:
+        return _eventbridge(event, prefix)
+    if "input" in event and not prefix:
         return _direct(event)
     keys = ", ".join(sorted(str(k) for k in event)) or "none"
     raise EventError(
-        "unrecognised event: expected an S3 notification ('Records'), an EventBridge "
-        "'Object Created' event ('detail-type') or a direct request "
-        f"({{'input': 's3://bucket/key'}}); got keys: {keys}"
+        f"{prefix}unrecognised event: expected an S3 notification ('Records', also inside SQS "
+        "or SNS messages), an EventBridge 'Object Created' event ('detail-type') or a direct "
+        f"request ({{'input': 's3://bucket/key'}}); got keys: {keys}"
     )
 
 

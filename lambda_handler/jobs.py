@@ -15,6 +15,7 @@ from botocore.exceptions import ClientError
 
 from lambda_handler.config import Settings
 from lambda_handler.events import ObjectRef, parse_s3_uri
+from lambda_handler.instance_storage import volume_kms_key
 
 __all__ = ["JobError", "JobOutcome", "build_request", "output_path", "start_job"]
 
@@ -59,10 +60,30 @@ def output_path(ref: ObjectRef, settings: Settings) -> str:
     return f"s3://{ref.bucket}/{path}"
 
 
+# CreateTransformJob's S3Uri and S3OutputPath: at most 1,024 characters (botocore's
+# SageMaker service model, shapes S3Uri / TransformOutput.S3OutputPath). S3 keys may
+# be 1,024 bytes long, so a long key can make a URI SageMaker refuses.
+MAX_S3_URI = 1024
+
+
+def _check_uri_length(uri: str, field: str) -> None:
+    if len(uri) > MAX_S3_URI:
+        raise JobError(
+            f"{field} would be {len(uri):,} characters ({uri[:80]}...), more than the "
+            f"{MAX_S3_URI:,} CreateTransformJob accepts: give the object a shorter key"
+        )
+
+
 def build_request(ref: ObjectRef, settings: Settings, model: str, job_name: str) -> dict[str, Any]:
-    """The CreateTransformJob arguments for ``ref`` (S3Prefix on the object's exact key)."""
+    """The CreateTransformJob arguments for ``ref`` (S3Prefix on the object's exact key).
+
+    JobError, before anything is sent, when a URI is longer than the API accepts.
+    """
+    _check_uri_length(ref.uri, "TransformInput S3Uri")
+    output = output_path(ref, settings)
+    _check_uri_length(output, "S3OutputPath")
     transform_output: dict[str, Any] = {
-        "S3OutputPath": output_path(ref, settings),
+        "S3OutputPath": output,
         "Accept": settings.accept,
         "AssembleWith": settings.assemble_with,
     }
@@ -85,6 +106,11 @@ def build_request(ref: ObjectRef, settings: Settings, model: str, job_name: str)
         "BatchStrategy": settings.batch_strategy,
         "MaxPayloadInMB": settings.max_payload_mb,
     }
+    # Dropped on local-storage types (SageMaker refuses it there), so a changed
+    # TRANSFORM_INSTANCE_TYPE cannot make every job fail.
+    volume_key = volume_kms_key(settings.instance_type, settings.volume_kms_key)
+    if volume_key:
+        request["TransformResources"]["VolumeKmsKeyId"] = volume_key
     if settings.max_concurrent_transforms:
         request["MaxConcurrentTransforms"] = settings.max_concurrent_transforms
     client_config: dict[str, int] = {}

@@ -134,3 +134,57 @@ S3_TEST_EVENT = {
     "RequestId": "5582815E1AEA5ADF",
     "HostId": "8cLeGAmw098X5cv4Zkwcmo8vvZa3eH3eKxsPzbB9wrR+YstdA6Knx4Ip8EXAMPLE",
 }
+
+
+def sqs_wrapped(message: dict[str, Any], *, index: int = 0) -> dict[str, Any]:
+    """One SQS record as Lambda delivers it, carrying ``message`` as its JSON body."""
+    return {
+        "messageId": f"059f36b4-87a3-44ab-83d2-66197525889{index}",
+        "receiptHandle": "AQEBwJnKyrHigUMZj6rYigCgxlaS3SLy0a",
+        "body": json.dumps(message),
+        "attributes": {
+            "ApproximateReceiveCount": "1",
+            "SentTimestamp": "1767225600000",
+            "SenderId": "AIDAIENQZJOLO23YVJ4VO",
+            "ApproximateFirstReceiveTimestamp": "1767225600001",
+        },
+        "messageAttributes": {},
+        "md5OfBody": "e4e68fb7bd0e697a0ae8f1bb342846b3",
+        "eventSource": "aws:sqs",
+        "eventSourceARN": f"arn:aws:sqs:{REGION}:123456789012:transform-input",
+        "awsRegion": REGION,
+    }
+
+
+def sns_envelope(message: dict[str, Any]) -> dict[str, Any]:
+    """The SNS notification JSON (what SNS -> SQS without raw delivery puts in the body)."""
+    return {
+        "Type": "Notification",
+        "MessageId": "95df01b4-ee98-5cb9-9903-4c221d41eb5e",
+        "TopicArn": f"arn:aws:sns:{REGION}:123456789012:transform-input",
+        "Subject": "Amazon S3 Notification",
+        "Message": json.dumps(message),
+        "Timestamp": "2026-01-01T00:00:00.000Z",
+        "SignatureVersion": "1",
+        "Signature": "EXAMPLE",
+        "SigningCertURL": "https://sns.us-east-1.amazonaws.com/SimpleNotificationService.pem",
+        "UnsubscribeURL": "https://sns.us-east-1.amazonaws.com/?Action=Unsubscribe",
+    }
+
+
+def sns_wrapped(message: dict[str, Any]) -> dict[str, Any]:
+    """One SNS record as Lambda delivers it, carrying ``message`` as ``Sns.Message``."""
+    envelope = sns_envelope(message)
+    sns = {
+        key.replace("SigningCertURL", "SigningCertUrl").replace(
+            "UnsubscribeURL", "UnsubscribeUrl"
+        ): v
+        for key, v in envelope.items()
+    }
+    sns["MessageAttributes"] = {}
+    return {
+        "EventVersion": "1.0",
+        "EventSubscriptionArn": f"arn:aws:sns:{REGION}:123456789012:transform-input:2bcfbf39",
+        "EventSource": "aws:sns",
+        "Sns": sns,
+    }

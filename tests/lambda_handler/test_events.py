@@ -98,5 +98,5 @@ def test_filters_apply_to_s3_sources_only() -> None:
 def test_unknown_shapes_list_what_is_accepted() -> None:
     with pytest.raises(EventError) as excinfo:
         parse_event({"Message": "{}"})
-    assert "S3 notification ('Records')" in str(excinfo.value)
+    assert "S3 notification ('Records', also inside SQS or SNS messages)" in str(excinfo.value)
     assert "got keys: Message" in str(excinfo.value)
