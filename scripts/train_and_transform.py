@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
 """Train the model, package it and run a batch transform over held-out data.
 
-    python scripts/train_and_transform.py --local
+    uv run python scripts/train_and_transform.py --local
+    uv run python scripts/train_and_transform.py --local --data churn.csv --target churn
 
 ``--local`` (also what runs when no cloud target is given) needs no AWS account,
-Docker or Pulumi: it generates a seeded data set, trains, writes model.tar.gz,
-runs the real model server and a local Batch Transform over several CSV files,
-scores the .out files against the held-out labels and prints a summary.
+Docker or Pulumi: it generates a seeded data set (or reads your CSV / Parquet
+table with --data/--target), trains, writes model.tar.gz, runs the real model
+server and a local Batch Transform over several CSV files, scores the .out files
+against the held-out labels and prints a summary.
 
 Structure for the cloud path: argparse lives here, each mode in a library module
 (``model.pipeline`` for --local). Nothing heavy is imported before the arguments
@@ -27,6 +29,15 @@ machine: the same serve the SageMaker image runs, on 127.0.0.1, and a local
 Batch Transform that splits, batches and assembles like SageMaker. It prints
 rows, files, accuracy on the held-out labels, training metrics, throughput and
 where the artifacts are (a new artifacts/local/<date-time>/ by default).
+
+The data is generated (seeded) unless --data PATH --target COLUMN names your own
+table: a CSV with a header line, or Parquet. Numeric columns are imputed and
+scaled, text/categorical ones imputed and one-hot encoded, and the label column
+may hold two or more classes. --model ARCHIVE --data PATH skips training: your
+own model.tar.gz transforms the table's rows, scored only when --target is given.
+
+exit status: 0 done (every file transformed); 1 an error, or a file failed;
+2 bad options; 130 interrupted (Ctrl-C); 143 terminated (SIGTERM).
 """
 
 EPILOG = """\
@@ -35,6 +46,8 @@ examples:
   train_and_transform.py --local --rows 1000000 --files 8
   train_and_transform.py --local --class-balance 0.9,0.1 --seed 7
   train_and_transform.py --local --BatchStrategy SingleRecord --rows 20000
+  train_and_transform.py --local --data churn.parquet --target churn --server-log serve.log
+  train_and_transform.py --local --model model.tar.gz --data new_rows.csv
   train_and_transform.py --stack dev --logs
   train_and_transform.py --stack dev --outputs-file outputs.json --via-lambda
 """
@@ -57,13 +70,43 @@ def build_parser() -> argparse.ArgumentParser:
         help="run everything on this machine (the default when no cloud target is given)",
     )
     data = parser.add_argument_group("data and training")
-    data.add_argument("--rows", type=int, default=100_000, help="rows to generate (default 100000)")
-    data.add_argument("--features", type=int, default=20, help="features per row (default 20)")
+    data.add_argument(
+        "--rows",
+        type=int,
+        default=100_000,
+        help="rows to generate (default 100000; at least 100 with the default splits "
+        "and two classes)",
+    )
+    data.add_argument(
+        "--features", type=int, default=20, help="features per generated row (default 20)"
+    )
     data.add_argument(
         "--class-balance",
         default="0.5,0.5",
         metavar="SHARES",
         help="share of each class, e.g. 0.9,0.1 (default 0.5,0.5; more shares, more classes)",
+    )
+    data.add_argument(
+        "--data",
+        type=Path,
+        metavar="PATH",
+        help="train on this CSV (with a header line) or Parquet table instead of generated "
+        "data; needs --target (with --model: the rows to transform)",
+    )
+    data.add_argument(
+        "--target",
+        metavar="COLUMN",
+        help="with --data: the column holding the class labels (optional with --model: "
+        "without it the predictions are written and not scored)",
+    )
+    data.add_argument(
+        "--model",
+        type=Path,
+        metavar="ARCHIVE",
+        help="use your own model.tar.gz (e.g. from model.artifact.pack_model, with code/ "
+        "in it) instead of training: published unchanged, it transforms every row of "
+        "--data (in its metadata.json feature_names order, else the table's columns "
+        "without --target)",
     )
     data.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
     data.add_argument(
@@ -83,6 +126,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--workdir",
         type=Path,
         help="new or empty run directory (default: artifacts/{local,cloud}/<date-time>)",
+    )
+    local.add_argument(
+        "--server-log",
+        type=Path,
+        metavar="FILE",
+        help="append serve's log to FILE (default: serve.log in the run directory)",
     )
     local.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_server_arguments(parser)
@@ -118,7 +167,7 @@ def local_mode(args: argparse.Namespace) -> int:
         data=data_settings_from_args(args),
         workdir=args.workdir,
         job=job_from_args(args),
-        server=server_from_args(args),
+        server=server_from_args(args, log_path=args.server_log),
         progress=not args.no_progress,
     )
     summary = run_local(config)

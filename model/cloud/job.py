@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from lambda_handler.instance_storage import volume_kms_key
 from model.batch.params import TransformJobParameters
 from model.cloud.aws import AwsContext
 from model.cloud.ledger import Ledger
@@ -67,7 +68,7 @@ class JobSpec:
     instance_type: str = DEFAULT_INSTANCE_TYPE
     instance_count: int = 1
     parameters: TransformJobParameters = field(default_factory=TransformJobParameters)
-    kms_key_id: str | None = None
+    kms_key_id: str | None = None  # the stack's key: output, and volume where allowed
     tags: dict[str, str] = field(default_factory=dict)
 
 
@@ -107,7 +108,9 @@ def create_request(spec: JobSpec) -> dict[str, Any]:
     MultiRecord is the default strategy with SplitType Line (SageMaker's own default
     is SingleRecord, one line per request, which is far slower for CSV). Payload size
     and concurrency are set only when given: unset, SageMaker asks the container's
-    /execution-parameters, exactly as the local runner does.
+    /execution-parameters, exactly as the local runner does. The stack's key encrypts
+    the output and, except on instance types with local storage (SageMaker refuses a
+    key there and encrypts them in hardware), the volume, as the Lambda's jobs do.
     """
     from sagemaker.core.shapes import (
         DataProcessing,
@@ -120,6 +123,7 @@ def create_request(spec: JobSpec) -> dict[str, Any]:
     )
 
     p = spec.parameters
+    volume_key = volume_kms_key(spec.instance_type, spec.kms_key_id)
     request: dict[str, Any] = {
         "transform_job_name": spec.name,
         "model_name": spec.model_name,
@@ -138,7 +142,9 @@ def create_request(spec: JobSpec) -> dict[str, Any]:
             **({"kms_key_id": spec.kms_key_id} if spec.kms_key_id else {}),
         ),
         "transform_resources": TransformResources(
-            instance_type=spec.instance_type, instance_count=spec.instance_count
+            instance_type=spec.instance_type,
+            instance_count=spec.instance_count,
+            **({"volume_kms_key_id": volume_key} if volume_key else {}),
         ),
         "model_client_config": ModelClientConfig(
             invocations_timeout_in_seconds=p.InvocationsTimeoutInSeconds,

@@ -114,10 +114,15 @@ def fetch_and_score(
     manifest: Path,
     *,
     jobs: str,
-) -> Score:
-    """Check all outputs exist, download them, score against the held-out labels."""
+) -> Score | None:
+    """Check all outputs exist, download them, score against the held-out labels.
+
+    None when the input has no labels (a user's ``--model`` run without ``--target``).
+    """
+    from model.data import has_labels
+
     missing = missing_outputs(context, expected)
     if missing:
         raise ResultsError(describe_missing(missing, jobs))
     download_outputs(context, expected, output_dir)
-    return score_outputs(output_dir, manifest)
+    return score_outputs(output_dir, manifest) if has_labels(manifest) else None

@@ -16,6 +16,8 @@ Order (each step is checked before the next costs anything):
 Whatever ends the run, the resources it created are printed with the commands that
 clean them up, and ``run.json`` in the run directory lets ``--resume`` finish it.
 
+The options and the checks that need no AWS live in ``model.cloud.options``; they
+are re-exported here (``from model.cloud.run import build_parser`` keeps working).
 This module imports only the standard library at the top: the script imports it to
 build its parser, and ``--help`` / ``--local`` must stay fast.
 """
@@ -28,19 +30,43 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from model.cloud.options import (
+    DEFAULT_BASE,
+    DEFAULT_STACK,
+    REPO_ROOT,
+    SCRIPT,
+    add_cloud_arguments,
+    add_training_arguments,
+    build_parser,
+    check_options,
+    cloud_requested,
+)
 from model.errors import UserError
 
 if TYPE_CHECKING:
+    from model.batch.params import TransformJobParameters
     from model.cloud.aws import AwsContext
     from model.cloud.job import JobResult
     from model.cloud.outputs import StackOutputs
     from model.cloud.state import RunState
+    from model.data import Dataset
+    from model.pipeline import DataSettings
     from model.report import RunSummary
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_STACK = "dev"
-DEFAULT_BASE = Path("artifacts") / "cloud"
-SCRIPT = "python scripts/train_and_transform.py"
+__all__ = [
+    "DEFAULT_BASE",
+    "DEFAULT_STACK",
+    "REPO_ROOT",
+    "SCRIPT",
+    "add_cloud_arguments",
+    "add_training_arguments",
+    "build_parser",
+    "cloud_requested",
+    "main",
+    "run_cloud",
+    "score_files",
+]
+
 OutputReader = Callable[[str, Path], Mapping[str, Any]]
 Say = Callable[[str], None]
 
@@ -49,133 +75,12 @@ def _stderr(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def add_cloud_arguments(parser: argparse.ArgumentParser) -> None:
-    """The ``--stack`` options (the data, training and job options are shared with --local)."""
-    group = parser.add_argument_group(
-        "cloud run on a deployed stack (needs AWS credentials; --stack or --outputs-file)"
-    )
-    group.add_argument(
-        "--stack",
-        nargs="?",
-        const=DEFAULT_STACK,
-        metavar="NAME",
-        help=f"run on this Pulumi stack, reading its outputs (`--stack` alone, or only "
-        f"--outputs-file: {DEFAULT_STACK})",
-    )
-    group.add_argument(
-        "--outputs-file",
-        type=Path,
-        metavar="FILE",
-        help="read the outputs from FILE (`pulumi stack output --json > FILE`) instead of "
-        "through the Pulumi CLI",
-    )
-    group.add_argument(
-        "--project-dir",
-        type=Path,
-        default=REPO_ROOT,
-        metavar="DIR",
-        help="directory of Pulumi.yaml (default: the repository root)",
-    )
-    group.add_argument(
-        "--instance-type",
-        default="ml.m5.large",
-        help="transform instance type (default ml.m5.large)",
-    )
-    group.add_argument(
-        "--instance-count",
-        type=int,
-        default=1,
-        metavar="N",
-        help="transform instances; they split the work by file (default 1)",
-    )
-    group.add_argument(
-        "--logs", action="store_true", help="stream the job's CloudWatch logs while waiting"
-    )
-    group.add_argument(
-        "--no-wait",
-        action="store_true",
-        help="start the job, print its name and the command to follow it, and exit",
-    )
-    group.add_argument(
-        "--via-lambda",
-        action="store_true",
-        help="upload the input under the trigger's input prefix and follow the job(s) the "
-        "Lambda starts, instead of starting one here",
-    )
-    group.add_argument(
-        "--lambda-timeout",
-        type=float,
-        default=300.0,
-        metavar="S",
-        help="with --via-lambda: seconds to wait for the trigger's jobs to appear (300)",
-    )
-    group.add_argument(
-        "--resume",
-        type=Path,
-        metavar="RUN_DIR",
-        help="follow the job(s) of an earlier run (its artifacts/cloud/<date-time> directory), "
-        "then download and score the results",
-    )
-    group.add_argument(
-        "--poll-seconds",
-        type=int,
-        default=5,
-        metavar="S",
-        help="seconds between status checks while waiting (default 5)",
-    )
-
-
-def add_training_arguments(parser: argparse.ArgumentParser) -> None:
-    """Data and training options, as scripts/train_and_transform.py has them.
-
-    Only ``python -m model.cloud`` needs this; the script defines the same options for
-    both modes (tests/pipeline/test_cloud_cli.py checks that the two agree).
-    """
-    data = parser.add_argument_group("data and training")
-    data.add_argument("--rows", type=int, default=100_000, help="rows to generate (100000)")
-    data.add_argument("--features", type=int, default=20, help="features per row (20)")
-    data.add_argument("--class-balance", default="0.5,0.5", metavar="SHARES")
-    data.add_argument("--seed", type=int, default=42, help="random seed (42)")
-    data.add_argument("--eval-fraction", type=float, default=0.2)
-    data.add_argument("--transform-fraction", type=float, default=0.2)
-    data.add_argument("--files", type=int, default=4, help="CSV files of transform input (4)")
-    data.add_argument(
-        "--workdir", type=Path, help="new or empty run directory (artifacts/cloud/<date-time>)"
-    )
-
-
-def cloud_requested(args: argparse.Namespace) -> bool:
-    """True when the command line asks for the cloud run (--stack, --outputs-file, --resume)."""
-    return any(
-        getattr(args, name, None) is not None for name in ("stack", "outputs_file", "resume")
-    )
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The parser of ``python -m model.cloud`` (the script has its own, with --local)."""
-    from model.batch.cli import add_job_arguments
-
-    parser = argparse.ArgumentParser(
-        prog="python -m model.cloud",
-        description="Train, publish and batch-transform on a deployed stack "
-        "(what `scripts/train_and_transform.py --stack` runs).",
-    )
-    add_cloud_arguments(parser)
-    add_training_arguments(parser)
-    add_job_arguments(parser)
-    return parser
-
-
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m model.cloud``."""
     args = build_parser().parse_args(argv)
     from model.console import run_main
 
     return run_main(lambda: run_cloud(args))
-
-
-# --------------------------------------------------------------------------------------
-# the run
 
 
 def run_cloud(
@@ -234,6 +139,8 @@ class _CloudRun:
         self.ledger = Ledger()
         self.state: RunState | None = None
         self.jobs_ended = False  # followed to a terminal state: --resume has nothing to add
+        self.data: DataSettings | None = None  # set by check_options in execute
+        self.dataset: Dataset | None = None
 
     # -- reporting ---------------------------------------------------------------------
 
@@ -272,7 +179,9 @@ class _CloudRun:
         if args.resume is not None:
             return self._resume(args.resume)
         stack = args.stack or DEFAULT_STACK
-        spec_parameters = self._check_arguments()
+        checked = check_options(self.args)
+        self.data, self.dataset = checked.data, checked.dataset
+        spec_parameters = checked.parameters
 
         from model.cloud.aws import AwsContext, check_access
         from model.cloud.outputs import REQUIRED_VIA_LAMBDA, StackOutputs
@@ -304,34 +213,13 @@ class _CloudRun:
             return outputs_file_reader(self.args.outputs_file)
         return self.read_outputs or read_stack_outputs
 
-    def _check_arguments(self) -> Any:
-        """Everything that needs no AWS: job parameters, instances, data settings."""
-        from model.batch.cli import job_from_args
-        from model.cloud.job import check_resources
-        from model.pipeline import parse_class_balance
-
-        args = self.args
-        check_resources(args.instance_type, args.instance_count)
-        workdir = args.workdir
-        if (
-            workdir is not None
-            and workdir.exists()
-            and (not workdir.is_dir() or any(workdir.iterdir()))
-        ):
-            raise UserError(
-                f"run directory {workdir} already exists and is not empty; choose a new "
-                "--workdir (or leave it out for a fresh one under artifacts/cloud/)"
-            )
-        if args.poll_seconds < 1:
-            raise UserError(f"--poll-seconds must be at least 1, got {args.poll_seconds}")
-        parse_class_balance(args.class_balance)
-        return job_from_args(args)
-
-    def _run(self, context: AwsContext, outputs: StackOutputs, parameters: Any) -> int:
+    def _run(
+        self, context: AwsContext, outputs: StackOutputs, parameters: TransformJobParameters
+    ) -> int:
         from model.cloud import publish
         from model.cloud.job import JobSpec, describe_settings, start_job, wait_for_creation
         from model.cloud.state import JobState, RunState
-        from model.pipeline import data_settings_from_args, prepare_run_directory, train_and_package
+        from model.pipeline import prepare_run_directory, train_and_package
 
         args = self.args
         names = publish.new_run_names(outputs, publish.project_name(args.project_dir))
@@ -348,9 +236,14 @@ class _CloudRun:
         self.state = state
         state.save()
 
-        self.say("[2/6] generating data and training (the same code as --local)")
+        source = "reading the data" if self.data.data is not None else "generating data"
+        step = "with your model" if self.data.model is not None else "and training"
+        self.say(f"[2/6] {source} {step} (the same code as --local)")
         trained = train_and_package(
-            data_settings_from_args(args), workdir, say=lambda line: self.say(f"      {line}")
+            self.data,
+            workdir,
+            say=lambda line: self.say(f"      {line}"),
+            dataset=self.dataset,
         )
         archive, inputs = trained.archive, trained.inputs
         state.training_metrics = trained.training_metrics
@@ -492,6 +385,8 @@ class _CloudRun:
         from model.cloud.job import Watcher, last_log_lines
         from model.cloud.results import expected_outputs, fetch_and_score
         from model.report import format_summary
+        from model.report_html import add_html_report
+        from model.storage import WORKDIR_HINT, write_atomic
 
         names = [job.name for job in state.jobs]
         watcher = Watcher(
@@ -531,7 +426,11 @@ class _CloudRun:
             jobs="transform job " + ", ".join(names),
         )
         summary = self._summary(state, results, score)
-        (workdir / "summary.json").write_text(summary.as_json())
+        if score is None:
+            self.say(f"      no --target: predictions are in {workdir / 'output'}, scoring skipped")
+        else:
+            add_html_report(workdir, summary)  # report.html next to summary.json (listed in it)
+        write_atomic(workdir / "summary.json", summary.as_json().encode("utf-8"), hint=WORKDIR_HINT)
         print(format_summary(summary), flush=True)
         self.finish_report()
         return 0
@@ -549,6 +448,7 @@ class _CloudRun:
         return "\n".join(block)
 
     def _summary(self, state: RunState, results: list[JobResult], score: Any) -> RunSummary:
+        from model.data import manifest_rows
         from model.report import RunSummary
 
         workdir = Path(state.workdir)
@@ -565,8 +465,8 @@ class _CloudRun:
         return RunSummary(
             mode="cloud",
             status="Completed",
-            rows=score.rows,
-            files=score.files,
+            rows=score.rows if score else manifest_rows(workdir / "manifest.json"),
+            files=len(score_files(state)),
             transform_seconds=max((r.seconds for r in results), default=0.0),
             parameters=state.settings,
             score=score,

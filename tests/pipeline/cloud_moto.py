@@ -105,7 +105,15 @@ class FakeTransform:
                     "job with this name already exists"
                 )
             job = original(backend, **kwargs)
-            fake._run(backend, job)
+            # moto makes the job Completed at once: keep it InProgress until its outputs
+            # are written, or a watcher (the Lambda path runs this on another thread)
+            # could see Completed and list the outputs before they exist.
+            final, job.transform_job_status = job.transform_job_status, "InProgress"
+            try:
+                fake._run(backend, job)
+            finally:
+                if job.transform_job_status == "InProgress" and not fake.hold:
+                    job.transform_job_status = final
             return job
 
         monkeypatch.setattr(

@@ -200,7 +200,8 @@ def test_training_options_match_the_script() -> None:
     ours = vars(build_parser().parse_args([]))
     shared = [
         *("rows", "features", "class_balance", "seed", "eval_fraction", "transform_fraction"),
-        *("files", "workdir", "BatchStrategy", "MaxPayloadInMB", "MaxConcurrentTransforms"),
+        *("files", "workdir", "data", "target"),
+        *("BatchStrategy", "MaxPayloadInMB", "MaxConcurrentTransforms"),
         *("SplitType", "AssembleWith", "ContentType", "Accept", "InvocationsTimeoutInSeconds"),
         *("InvocationsMaxRetries", "InputFilter", "OutputFilter", "JoinSource", "Environment"),
     ]

@@ -144,6 +144,32 @@ def test_create_request_with_everything_set() -> None:
     assert "4 in flight, 3 x ml.c5.2xlarge" in describe_settings(spec)
 
 
+KEY = "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+
+
+@pytest.mark.parametrize(
+    ("instance_type", "volume_key"),
+    [("ml.m5.xlarge", KEY), ("ml.m5d.xlarge", None), ("ml.g4dn.xlarge", None)],
+)
+def test_stack_key_encrypts_the_volume_where_sagemaker_accepts_one(
+    instance_type: str, volume_key: str | None
+) -> None:
+    """Like the Lambda's jobs: no VolumeKmsKeyId on local NVMe storage (refused there)."""
+    spec = JobSpec(NAME, "m", "s3://b/in/", "s3://b/out/", instance_type, kms_key_id=KEY)
+    request = create_request(spec)
+    resources = request["transform_resources"]
+    assert request["transform_output"].kms_key_id == KEY  # the output always
+    assert ("volume_kms_key_id" in resources.model_fields_set) is (volume_key is not None)
+    if volume_key:
+        assert resources.volume_kms_key_id == volume_key
+
+
+def test_no_stack_key_no_volume_key() -> None:
+    request = create_request(JobSpec(NAME, "m", "s3://b/in/", "s3://b/out/", "ml.m5.xlarge"))
+    assert "volume_kms_key_id" not in request["transform_resources"].model_fields_set
+    assert "kms_key_id" not in request["transform_output"].model_fields_set
+
+
 def test_split_type_none_sets_no_batch_strategy() -> None:
     spec = JobSpec(
         NAME, "m", "s3://b/in/", "s3://b/out/", parameters=TransformJobParameters(SplitType="None")

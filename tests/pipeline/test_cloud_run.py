@@ -17,6 +17,7 @@ from typing import Any
 
 import boto3
 import numpy as np
+import pandas as pd
 import pytest
 from cloud_fixtures import (
     BUCKET,
@@ -112,6 +113,11 @@ def test_full_run_publishes_transforms_and_scores(
     summary = json.loads((workdir / "summary.json").read_text())
     assert summary["mode"] == "cloud" and summary["status"] == "Completed"
     assert summary["score"]["rows"] == 400 and summary["score"]["accuracy"] > 0.9
+    # report.html next to summary.json, named in it (issue 15), with the ROC curve drawn
+    report = workdir / "report.html"
+    assert report.is_file()
+    assert summary["artifacts"]["report"] == str(report)
+    assert 'alt="ROC curve"' in report.read_text(encoding="utf-8")
     assert out.startswith(f"Batch transform (cloud): Completed - {job_name}\n")
     assert "accuracy" in out and "400 transformed from 3 files" in out
     # what exists now, with the commands to clean it up
@@ -345,3 +351,53 @@ def test_used_run_directory_fails_before_any_aws_call(tmp_path, capsys) -> None:
 
     assert run_cloud(cloud_args(tmp_path), never, ask=None) == 1
     assert "already exists and is not empty; choose a new --workdir" in capsys.readouterr().err
+
+
+def test_a_users_table_runs_on_the_cloud_path_too(
+    moto_stack, fake_transform, tmp_path, capsys
+) -> None:
+    from model.cloud.run import build_parser
+    from model.data import read_transform_input
+
+    rng = np.random.default_rng(0)
+    rows = 1000
+    plan = rng.choice(["basic", "pro"], rows)
+    age = rng.normal(40, 10, rows)
+    churn = np.where((plan == "pro") ^ (rng.random(rows) < 0.05), "yes", "no")
+    table = tmp_path / "churn.csv"
+    pd.DataFrame({"age": age, "plan": plan, "churn": churn}).to_csv(table, index=False)
+    args = build_parser().parse_args(
+        [
+            *("--files", "3", "--poll-seconds", "1", "--workdir", str(tmp_path / "run")),
+            *("--stack", "dev", "--data", str(table), "--target", "churn"),
+        ]
+    )
+    code = run_cloud(args, reader(moto_stack), ask=None)
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "[2/6] reading the data and training" in err
+    assert "200 transformed from 3 files" in out and "accuracy       0.9" in out
+    workdir = tmp_path / "run"
+    model, metadata = load_model_archive(workdir / "model.tar.gz")
+    assert metadata["feature_names"] == ["age", "plan"]
+    for part in sorted((workdir / "input").glob("*.csv")):
+        expected = [str(v) for v in model.predict(read_transform_input(part, metadata))]
+        assert (workdir / "output" / f"{part.name}.out").read_text().splitlines() == expected
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--lambda-timeout", "-1"], "--lambda-timeout must be 0 seconds or more"),
+        (["--poll-seconds", "0"], "--poll-seconds must be at least 1"),
+        (["--target", "churn"], "--target names the label column of --data PATH"),
+        (["--eval-fraction", "0.9"], "leave no rows for training"),
+    ],
+)
+def test_more_bad_flags_fail_before_any_aws_call(tmp_path, capsys, extra, message) -> None:
+    def never(stack: str, project_dir: Path) -> dict[str, Any]:
+        raise AssertionError("outputs read before the flags were checked")
+
+    assert run_cloud(cloud_args(tmp_path, *extra), never, ask=None) == 1
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
