@@ -58,7 +58,8 @@ def _same_label(predicted: str, label: str) -> bool:
         return False
 
 
-def _first_field(line: str) -> str:
+def first_field(line: str) -> str:
+    """The predicted label of one ``.out`` line (its first CSV field, unquoted)."""
     value = line.split(",", 1)[0].strip()
     if len(value) >= 2 and value[0] == value[-1] == '"':
         value = value[1:-1]
@@ -86,7 +87,7 @@ def score_outputs(output_dir: Path, manifest_path: Path) -> Score:
             )
         rows += len(labels)
         correct += sum(
-            _same_label(_first_field(line), label)
+            _same_label(first_field(line), label)
             for line, label in zip(predicted, labels, strict=True)
         )
     return Score(rows=rows, correct=correct, files=len(manifest["files"]))
