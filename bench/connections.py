@@ -259,7 +259,7 @@ def run_protocol_ab(
     model_dir: Path, workers: int, payloads: list[bytes], rounds: int = 6, requests: int = 8
 ) -> None:
     """6 MiB payloads: `serve` as shipped vs uvicorn's own body path, rounds alternated."""
-    from bench.serving import RawClient, run_http
+    from bench.throughput import RawClient, run_http
     from serving.inference import transform
     from serving.model_loading import load_model
 
@@ -319,7 +319,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_connections(args: argparse.Namespace, directory: Path) -> None:
     """Both sections, on a 20-feature model like bench/serving.py's numeric one."""
-    from bench.serving import MIB, make_model, make_payloads
+    from bench.fixtures import MIB, make_model, make_payloads
 
     model_dir = directory / "model"
     make_model(model_dir, 20)
