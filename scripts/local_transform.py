@@ -1,13 +1,16 @@
 #!/usr/bin/env python3
 """Run SageMaker Batch Transform locally on any model.tar.gz and input you bring.
 
-    python scripts/local_transform.py --model PATH/model.tar.gz --input DIR --output DIR
+    uv run python scripts/local_transform.py --model PATH/model.tar.gz --input DIR --output DIR
 
 Starts the project's ``serve`` on a free loopback port with the unpacked model,
 splits and batches every file under --input the way Batch Transform does, writes
 ``<relative path>.out`` for each into --output, stops the server, and prints a
 short summary. Exit status: 0 every file done; 1 a file failed or the input is
-unusable; 2 bad options; 130 interrupted. Job options take SageMaker's names.
+unusable; 2 bad options; 130 interrupted (Ctrl-C); 143 terminated (SIGTERM). Job
+options take SageMaker's names. Parquet and NPY input files are recognised and sent
+whole (SplitType None), as Batch Transform sends them. When a file fails, serve's
+log is kept and named in the summary: it holds the model's traceback.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ examples:
       --JoinSource Input --InputFilter '$[1:]' --OutputFilter '$[0,-1]'
   local_transform.py --model model.tar.gz --input data/ --output out/ \\
       --BatchStrategy SingleRecord --MaxConcurrentTransforms 4
+  local_transform.py --model model.joblib --input parquet-dir/ --output out/
 """
 
 
@@ -42,7 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
-        "--model", required=True, type=Path, help="model.tar.gz with model.joblib at its root"
+        "--model",
+        required=True,
+        type=Path,
+        help="model.tar.gz with model.joblib at its root, or a bare model.joblib",
     )
     parser.add_argument(
         "--input", required=True, type=Path, help="input file, or directory read recursively"
@@ -51,8 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--server-log",
         type=Path,
-        help="append serve's log to this file (default: a temporary log, kept only if "
-        "serve fails to start)",
+        help="append serve's log to this file (default: a temporary log, kept and named "
+        "in the summary when the run fails)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_job_arguments(parser)
@@ -70,25 +77,32 @@ def main(argv: list[str] | None = None) -> int:
 def run(args: argparse.Namespace) -> int:
     from model.batch.cli import job_from_args, server_from_args
     from model.batch.local import local_summary, run_local_transform
-    from model.batch.progress import ProgressBar
+    from model.batch.progress import ProgressBar, StartupTicker
+    from model.batch.runner import discover_inputs, sniff_content_type
     from model.report import format_summary
 
-    job = job_from_args(args)
+    detected = None
+    if args.ContentType is None:
+        detected = sniff_content_type(discover_inputs(args.input, args.output))
+    job = job_from_args(args, detected)
     progress = ProgressBar(enabled=not args.no_progress)
+    ticker = StartupTicker(sys.stderr)
     try:
-        result = run_local_transform(
-            args.model,
-            args.input,
-            args.output,
-            job,
-            server=server_from_args(args, log_path=args.server_log),
-            on_start=progress,
-        )
+        with ticker:
+            result = run_local_transform(
+                args.model,
+                args.input,
+                args.output,
+                job,
+                server=server_from_args(args, log_path=args.server_log),
+                on_start=ticker.then(progress),
+                on_launch=ticker.begin,
+            )
     finally:
         progress.close()
     artifacts = {"output": str(args.output)}
-    if args.server_log:
-        artifacts["server log"] = str(args.server_log)
+    if result.server_log is not None:
+        artifacts["server log"] = str(result.server_log)
     print(format_summary(local_summary(result, artifacts=artifacts)))
     return 0 if result.transform.status == "Completed" else 1
 

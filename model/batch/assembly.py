@@ -11,6 +11,10 @@ Writing: ``AtomicOutput`` takes answers in whatever order threads finish them, w
 them to a temporary file next to the target in batch order (so memory stays small)
 and publishes the file with ``os.replace`` only when every batch arrived. A reader
 therefore sees either no ``.out`` or a complete one; a failed file leaves nothing.
+
+Temporary files are named ``.<name>.out.<pid>.<random>.tmp``: the runner removes its
+own on every exit path, and a later run removes those of runs that no longer exist
+(``remove_stale_temp_files``: a SIGKILL leaves them, nothing else can).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import os
+import re
 import tempfile
 import threading
 from pathlib import Path
@@ -38,8 +43,55 @@ def _read_umask() -> int:
 
 _UMASK = _read_umask()
 
+# ".<name>.out.<pid>.<mkstemp letters>.tmp"; the pid-less form is an older runner's.
+_TEMP_NAME = re.compile(r"^\..+\.out\.(?:(\d+)\.)?[a-z0-9_]{6,}\.tmp$")
 
-def _count_lines(body: bytes) -> int:
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    with contextlib.suppress(OSError, IndexError):
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        return state not in ("Z", "X")
+    return True
+
+
+def temp_files(output_dir: Path, *, pid: int | None = None) -> list[Path]:
+    """Runner temporary files under ``output_dir`` (only process ``pid``'s when given)."""
+    found = []
+    for directory, _, files in os.walk(output_dir):
+        for name in files:
+            match = _TEMP_NAME.match(name)
+            if match and (pid is None or match.group(1) == str(pid)):
+                found.append(Path(directory, name))
+    return found
+
+
+def remove_stale_temp_files(output_dir: Path) -> list[Path]:
+    """Remove the temporary files of runs that are gone (killed); return them."""
+    removed = []
+    for path in temp_files(output_dir):
+        owner = _TEMP_NAME.match(path.name).group(1)  # type: ignore[union-attr]
+        if owner is not None and int(owner) != os.getpid() and _pid_alive(int(owner)):
+            continue  # another run writing into the same directory right now
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+            removed.append(path)
+    return removed
+
+
+def remove_own_temp_files(output_dir: Path) -> None:
+    """Last sweep on the way out: no temporary file of this process stays behind."""
+    for path in temp_files(output_dir, pid=os.getpid()):
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
+def count_lines(body: bytes) -> int:
     if not body:
         return 0
     return body.count(b"\n") + (0 if body.endswith(b"\n") else 1)
@@ -66,7 +118,7 @@ class OutputProcessor:
         """The bytes this batch contributes to its ``.out``; RecordError if unusable."""
         body = response.body
         if self._checks_lines(response):
-            lines = _count_lines(body)
+            lines = count_lines(body)
             if lines != batch.records:
                 blank = first_blank_line(batch.payload, batch.first_line)
                 hint = f" (line {blank} is empty: remove blank lines)" if blank else ""
@@ -129,7 +181,9 @@ class AtomicOutput:
             parent = parent.parent
         target.parent.mkdir(parents=True, exist_ok=True)
         self._created_dirs = missing  # deepest first, for clean-up
-        fd, temp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        fd, temp = tempfile.mkstemp(
+            prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp", dir=target.parent
+        )
         self._temp = Path(temp)
         self._file = os.fdopen(fd, "wb")
 

@@ -13,10 +13,12 @@ import re
 from typing import TYPE_CHECKING
 
 from model.batch.params import (
+    BINARY_MEDIA_TYPES,
     DEFAULT_MAX_PAYLOAD_MB,
     MAX_PAYLOAD_LIMIT_MB,
     ParameterError,
     TransformJobParameters,
+    media_type,
 )
 
 if TYPE_CHECKING:
@@ -61,9 +63,9 @@ def add_job_arguments(parser: argparse.ArgumentParser) -> None:
     )
     option(
         "SplitType",
-        default="Line",
         metavar="{Line,None}",
-        help="Line (default) or None (whole file per request)",
+        help="Line (one record per line; the default for text) or None (whole file per "
+        "request; the default for Parquet and NPY)",
     )
     option(
         "AssembleWith",
@@ -73,9 +75,9 @@ def add_job_arguments(parser: argparse.ArgumentParser) -> None:
     )
     option(
         "ContentType",
-        default="text/csv",
         metavar="TYPE",
-        help="Content-Type of each request (default text/csv)",
+        help="Content-Type of each request (default text/csv; application/x-parquet or "
+        "application/x-npy when the input files are Parquet or NPY)",
     )
     option(
         "Accept",
@@ -124,21 +126,32 @@ def add_job_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def job_from_args(args: argparse.Namespace) -> TransformJobParameters:
-    """The validated job parameters; ParameterError (a UserError) if SageMaker would refuse."""
+def job_from_args(
+    args: argparse.Namespace, detected_content_type: str | None = None
+) -> TransformJobParameters:
+    """The validated job parameters; ParameterError (a UserError) if SageMaker would refuse.
+
+    ``detected_content_type`` (the input files' format, when they are Parquet or NPY)
+    fills an unset ContentType; an unset SplitType is None for those whole-file
+    formats and Line otherwise.
+    """
     environment: dict[str, str] = {}
     for item in args.Environment:
         key, sep, value = item.partition("=")
         if not sep or not _ENV_NAME.match(key):
             raise ParameterError(f"--env {item!r}: use KEY=VALUE with a valid variable name")
         environment[key] = value
+    content_type = args.ContentType or detected_content_type or "text/csv"
+    split_type = args.SplitType or (
+        "None" if media_type(content_type) in BINARY_MEDIA_TYPES else "Line"
+    )
     return TransformJobParameters(
         BatchStrategy=args.BatchStrategy,
         MaxPayloadInMB=args.MaxPayloadInMB,
         MaxConcurrentTransforms=args.MaxConcurrentTransforms,
-        SplitType=args.SplitType,
+        SplitType=split_type,
         AssembleWith=args.AssembleWith,
-        ContentType=args.ContentType,
+        ContentType=content_type,
         Accept=args.Accept,
         InvocationsTimeoutInSeconds=args.InvocationsTimeoutInSeconds,
         InvocationsMaxRetries=args.InvocationsMaxRetries,
@@ -165,6 +178,14 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="S",
         help="seconds to wait for serve's /ping (default 180)",
     )
+    group.add_argument(
+        "--hang-seconds",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="stop the run when serve shows no sign of life (no answer, no /ping, no CPU "
+        "use) for this long (default 30)",
+    )
 
 
 def server_from_args(args: argparse.Namespace, **overrides: object) -> ServerOptions:
@@ -175,10 +196,13 @@ def server_from_args(args: argparse.Namespace, **overrides: object) -> ServerOpt
         raise ParameterError(f"--port must be between 1 and 65535, got {args.port}")
     if args.workers is not None and args.workers < 1:
         raise ParameterError(f"--workers must be at least 1, got {args.workers}")
+    if args.hang_seconds <= 0:
+        raise ParameterError(f"--hang-seconds must be positive, got {args.hang_seconds}")
     values: dict[str, object] = {
         "port": args.port,
         "workers": args.workers,
         "startup_timeout": args.startup_timeout,
+        "hang_seconds": args.hang_seconds,
     }
     values.update(overrides)
     return ServerOptions(**values)  # type: ignore[arg-type]

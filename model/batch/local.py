@@ -5,19 +5,28 @@ server starts (so a typo costs no start-up time): find the input files, unpack
 the archive into a model directory, check the output directory, start ``serve``
 with the job's environment, wait for ``/ping``, read ``/execution-parameters``,
 resolve the job parameters against it, run the transform, and stop the server
-whatever happened.
+whatever happened. While it runs, a ``ServerWatch`` stops the run at once if the
+server dies or hangs.
+
+The server's log is a temporary file unless ``ServerOptions.log_path`` names one;
+it is kept (and named in the result) whenever the run failed, since it holds the
+only traceback of a model error. ``--model`` may also be a bare ``model.joblib``
+(or a pickle): it is used as the archive's only member would be.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
+import tarfile
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from model.artifact import unpack_model_archive
+from model.artifact import MODEL_FILE, MODEL_SUFFIXES, ArtifactError, unpack_model_archive
+from model.batch.health import DEFAULT_HANG_SECONDS, ServerWatch
 from model.batch.params import ResolvedParameters, TransformJobParameters, resolve
 from model.batch.runner import (
     InputFile,
@@ -37,9 +46,10 @@ class ServerOptions:
 
     port: int | None = None  # None: a free loopback port
     workers: int | None = None  # None: serve's default, one per CPU
-    log_path: Path | None = None  # None: a temporary log, kept only if serve fails to start
+    log_path: Path | None = None  # None: a temporary log, kept only if the run failed
     command: tuple[str, ...] | None = None  # None: this environment's `serve`
     startup_timeout: float = DEFAULT_STARTUP_TIMEOUT
+    hang_seconds: float = DEFAULT_HANG_SECONDS  # no sign of life this long: hung
 
 
 @dataclass
@@ -67,11 +77,13 @@ def run_local_transform(
     server: ServerOptions | None = None,
     model_dir: Path | None = None,
     on_start: StartHook | None = None,
+    on_launch: Callable[[], None] | None = None,
 ) -> LocalTransformResult:
     """Run one local Batch Transform job; UserError for anything the user must fix.
 
     ``model_dir`` keeps the unpacked model (default: a temporary directory removed
-    afterwards). A run in which files failed returns normally with
+    afterwards). ``on_launch`` is called once every check passed, as ``serve`` starts.
+    A run in which files failed returns normally with
     ``result.transform.status == "Failed"``.
     """
     options = server or ServerOptions()
@@ -83,13 +95,16 @@ def run_local_transform(
         os.close(handle)
         log_path = Path(name)
     keep_log = False
+    temporary_model: Path | None = None
     try:
         with contextlib.ExitStack() as stack:
             if model_dir is None:
                 temp = stack.enter_context(tempfile.TemporaryDirectory(prefix="model-"))
-                model_dir = Path(temp)
-            unpack_model_archive(model_archive, model_dir)
+                model_dir = temporary_model = Path(temp)
+            unpack_model(model_archive, model_dir)
             prepare_output_dir(output_dir)
+            if on_launch is not None:
+                on_launch()
             process = stack.enter_context(
                 ServeProcess(
                     model_dir,
@@ -104,12 +119,25 @@ def run_local_transform(
             offered = process.execution_parameters()
             parameters = resolve(job, offered)
             progress = on_start(files, parameters) if on_start is not None else None
+            watch = ServerWatch(process, hang_seconds=options.hang_seconds)
             transform = run_batch_transform(
-                process.host, process.port, files, output_dir, parameters, on_progress=progress
+                process.host,
+                process.port,
+                files,
+                output_dir,
+                parameters,
+                on_progress=progress,
+                watch=watch,
             )
-    except ServerError:
-        keep_log = True  # the message names the log: it explains why serve did not start
-        raise
+            keep_log = transform.status != "Completed"  # the model's tracebacks are there
+    except ServerError as error:
+        keep_log = True  # the message names the log: it explains what happened to serve
+        message = str(error)
+        if temporary_model is not None:  # name what the user passed, not a deleted copy
+            message = message.replace(str(temporary_model), str(model_archive))
+        if "full log:" not in message and not _is_empty(log_path):
+            message += f" (full log: {log_path})"
+        raise type(error)(message) from None
     finally:
         if temporary_log and (not keep_log or _is_empty(log_path)):
             log_path.unlink(missing_ok=True)
@@ -117,9 +145,29 @@ def run_local_transform(
         transform=transform,
         startup_seconds=process.startup_seconds,
         execution_parameters=offered,
-        server_log=None if temporary_log else log_path,
+        server_log=log_path if log_path.exists() else None,
         input_files=files,
     )
+
+
+def unpack_model(model: Path, model_dir: Path) -> None:
+    """Unpack ``model.tar.gz`` into ``model_dir``; a bare model file is copied in as
+    ``model.joblib`` (what packing it into an archive would give serve)."""
+    if model.is_file() and model.suffix.lower() in MODEL_SUFFIXES and not _is_tar(model):
+        model_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            shutil.copyfile(model, model_dir / MODEL_FILE)
+        except OSError as error:
+            raise ArtifactError(f"cannot read the model {model}: {error.strerror}") from None
+        return
+    unpack_model_archive(model, model_dir)
+
+
+def _is_tar(path: Path) -> bool:
+    try:
+        return tarfile.is_tarfile(path)
+    except OSError:
+        return False
 
 
 def _is_empty(path: Path) -> bool:

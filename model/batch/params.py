@@ -37,6 +37,8 @@ _UNSUPPORTED_SPLIT_TYPES = {"recordio": "RecordIO", "tfrecord": "TFRecord"}
 _ASSEMBLE_WITH = {"line": "Line", "none": "None"}
 _JOIN_SOURCES = {"input": "Input", "none": "None"}
 LINE_MEDIA_TYPES = ("text/csv", "application/jsonlines", "application/x-jsonlines")
+# Whole-file formats: one file per request (SplitType None), binary both ways.
+BINARY_MEDIA_TYPES = {"application/x-parquet": "Parquet", "application/x-npy": "NPY"}
 
 
 class ParameterError(UserError):
@@ -136,6 +138,27 @@ class TransformJobParameters:
             raise ParameterError(
                 "BatchStrategy needs a SplitType: with SplitType None each file is sent whole"
             )
+        self._check_binary()
+
+    def _check_binary(self) -> None:
+        """Parquet and NPY are sent whole and answered whole (no lines to split or add)."""
+        sent = BINARY_MEDIA_TYPES.get(media_type(self.ContentType) or "")
+        if sent and self.SplitType != "None":
+            raise ParameterError(
+                f"ContentType {self.ContentType}: a {sent} file cannot be split into lines; "
+                "use SplitType None (each file is one request, as Batch Transform sends it)"
+            )
+        answered = BINARY_MEDIA_TYPES.get(media_type(self.Accept) or "")
+        if answered and self.AssembleWith != "None":
+            raise ParameterError(
+                f"Accept {self.Accept}: {answered} answers are binary and AssembleWith Line "
+                "would append a newline to each, breaking the file; use AssembleWith None"
+            )
+
+    @property
+    def is_binary(self) -> bool:
+        """Whether requests carry whole binary files (Parquet, NPY)."""
+        return media_type(self.ContentType) in BINARY_MEDIA_TYPES
 
     def _check_data_processing(self) -> None:
         input_filter = parse_filter(self.InputFilter, parameter="InputFilter")
@@ -215,6 +238,11 @@ class ResolvedParameters:
 
     def describe(self) -> str:
         """One line for logs and summaries, e.g. ``MultiRecord, 6 MiB payloads, 2 in flight``."""
+        if self.job.SplitType == "None":
+            return (
+                f"whole files (SplitType None), up to {self.MaxPayloadInMB} MiB each, "
+                f"{self.MaxConcurrentTransforms} in flight"
+            )
         return (
             f"{self.BatchStrategy}, {self.MaxPayloadInMB} MiB payloads, "
             f"{self.MaxConcurrentTransforms} in flight"

@@ -65,7 +65,9 @@ class Batch:
         return self.first_line + self.records - 1
 
     def describe_lines(self) -> str:
-        """``line 7`` or ``lines 7-912``, for messages."""
+        """``line 7`` or ``lines 7-912``, for messages (``the whole file`` for a binary one)."""
+        if self.records == 0:
+            return "the whole file"
         if self.records == 1:
             return f"line {self.first_line}"
         return f"lines {self.first_line}-{self.last_line}"
@@ -227,18 +229,32 @@ def iter_batches_by_line(
         yield flush()
 
 
-def iter_whole_file(stream: BinaryIO, limit: int) -> Iterator[Batch]:
-    """SplitType None: the whole file is one request (an empty file sends nothing)."""
+class FileTooLargeError(RecordError):
+    """SplitType None: the file, sent whole, is larger than MaxPayloadInMB."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        Exception.__init__(
+            self,
+            f"the file is {size / MIB:,.1f} MiB ({size:,} bytes), larger than MaxPayloadInMB "
+            f"({limit // MIB} MiB): with SplitType None each file is sent whole in one "
+            f"request; raise MaxPayloadInMB (at most 100) or split the file",
+        )
+        self.line = 1
+
+
+def iter_whole_file(stream: BinaryIO, limit: int, *, binary: bool = False) -> Iterator[Batch]:
+    """SplitType None: the whole file is one request (an empty file sends nothing).
+
+    A binary file (Parquet, NPY) has no lines: its batch counts 0 records and the
+    runner counts the answer's rows instead.
+    """
     data = stream.read(limit + 1)
     if not data:
         return
     if len(data) > limit:
-        raise RecordError(
-            1,
-            f"with SplitType None the whole file is one record, and it is larger than "
-            f"MaxPayloadInMB ({limit // MIB} MiB)",
-        )
-    records = data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
+        stream.seek(0, 2)
+        raise FileTooLargeError(stream.tell(), limit)
+    records = 0 if binary else data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
     yield Batch(0, 1, records, data, len(data))
 
 
@@ -249,10 +265,11 @@ def iter_batches(
     split_type: str,
     batch_strategy: str,
     row_filter: RowFilter | None = None,
+    binary: bool = False,
 ) -> Iterator[Batch]:
     """All batches of one file, in order; raises RecordError at the first bad record."""
     if split_type == "None":
-        return iter_whole_file(stream, limit)
+        return iter_whole_file(stream, limit, binary=binary)
     filtering = row_filter is not None and not row_filter.is_identity
     if batch_strategy == "MultiRecord" and not filtering:
         return iter_batches_fast(stream, limit)

@@ -213,7 +213,7 @@ class ServeProcess:
                     + (f": {tail}" if tail else "")
                     + (f" (full log: {self.log_path})" if self.log_path else "")
                 )
-            if self._ping():
+            if self.ping():
                 return
             if time.perf_counter() > deadline:
                 raise ServerError(
@@ -222,7 +222,8 @@ class ServeProcess:
                 )
             time.sleep(0.05)
 
-    def _ping(self) -> bool:
+    def ping(self) -> bool:
+        """Whether ``GET /ping`` answers 200 within SageMaker's 2 s."""
         try:
             status, _ = self.get("/ping", timeout=PING_TIMEOUT_SECONDS)
         except (OSError, http.client.HTTPException):
@@ -272,6 +273,7 @@ class ServeProcess:
             group = process.pid
             if process.poll() is None:
                 _signal_group(group, signal.SIGTERM)
+                _signal_group(group, signal.SIGCONT)  # a stopped (hung) server must see it
                 try:
                     process.wait(timeout=self.stop_grace)
                 except subprocess.TimeoutExpired:
@@ -287,6 +289,10 @@ class ServeProcess:
     def is_running(self) -> bool:
         """Whether the server process is alive."""
         return self.process is not None and self.process.poll() is None
+
+    def exit_code(self) -> int | None:
+        """The server's exit status once it has exited on its own, else None."""
+        return self.process.poll() if self.process is not None else None
 
 
 class _BindFailedError(Exception):

@@ -7,6 +7,10 @@ Misbehaviour on demand:
 
 - a row containing ``BAD`` -> 400 naming the row;
 - a row containing ``BOOM`` -> 500 every time;
+- a row containing ``MODEL`` -> 500 marked ``X-Model-Error: deterministic`` with a
+  one-line body, as ``serve`` answers an exception in the model's predict;
+- a row containing ``CRASH`` -> the connection is dropped unanswered (a worker that
+  died holding the request);
 - ``fail_first=N`` -> the first N requests answer 503;
 - a row containing ``DROP``, or a blank row -> no output line for it (a wrong line
   count, as from a server that skips blank lines);
@@ -87,19 +91,27 @@ class FakeModelServer:
         """Block serving (script mode)."""
         self._server.serve_forever()
 
-    def answer(self, body: bytes) -> tuple[int, bytes]:
+    def answer(self, body: bytes, content_type: str = "text/csv") -> tuple[int, bytes]:
         """Status and body for one /invocations request."""
         with self._lock:
             self.requests.append(body)
             number = len(self.requests)
         if number <= self.fail_first:
             return 503, b"warming up\n"
+        if not content_type.startswith("text/"):  # a whole binary file: its size
+            if b"BAD" in body:
+                return 400, b"cannot read the file as NPY\n"
+            return 200, f"{len(body)}\n".encode()
         out = []
         for row, line in enumerate(body.split(b"\n"), start=1):
             if b"BAD" in line:
                 return 400, f"row {row}: could not convert a value to float\n".encode()
             if b"BOOM" in line:
                 return 500, b"internal error\n"
+            if b"MODEL" in line:
+                return 500, f"model error in predict ({row} rows): RuntimeError: boom\n".encode()
+            if b"CRASH" in line:
+                return 0, b""
             if b"DROP" in line or not line.strip():
                 continue
             out.append(line.split(b",", 1)[0].rstrip(b"\r"))
@@ -124,6 +136,8 @@ class FakeModelServer:
                 self.send_response(status)
                 self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(body)))
+                if status == 500 and body.startswith(b"model error"):
+                    self.send_header("X-Model-Error", "deterministic")
                 if fake.announce_close and self.command == "POST":
                     self.send_header("Connection", "close")
                 self.end_headers()
@@ -148,11 +162,15 @@ class FakeModelServer:
                 try:
                     if fake.delay:
                         time.sleep(fake.delay)
-                    status, answer = fake.answer(body)
+                    status, answer = fake.answer(body, self.headers.get("Content-Type", ""))
                 finally:
                     with fake._lock:
                         fake.in_flight -= 1
                 fake.statuses.append(status)
+                if status == 0:  # a dead worker answers nothing
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    self.close_connection = True
+                    return
                 self._send(status, answer, "text/csv" if status == 200 else "text/plain")
                 if fake.close_after_answer:
                     self.close_connection = True

@@ -43,6 +43,8 @@ def assert_one_line_error(result, *fragments: str) -> None:
     assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()
+    if lines and lines[0] == "starting the model server...":  # the checks before it passed
+        lines = lines[1:]
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
     for fragment in fragments:
         assert fragment in lines[0]
@@ -78,6 +80,51 @@ def test_archive_without_model_joblib(tmp_path, good_input):
     path = write_archive_bytes({"readme.txt": b"hi"}, tmp_path / "model.tar.gz")
     result = run_script("--model", path, "--input", good_input, "--output", tmp_path / "out")
     assert_one_line_error(result, "has no model.joblib at its root (found: readme.txt)")
+
+
+def test_archive_with_a_model_pkl_is_told_to_rename_it(tmp_path, good_input):
+    path = write_archive_bytes({"model.pkl": b"x"}, tmp_path / "model.tar.gz")
+    result = run_script("--model", path, "--input", good_input, "--output", tmp_path / "out")
+    assert_one_line_error(
+        result,
+        "has no model.joblib at its root (found: model.pkl)",
+        "rename model.pkl to model.joblib and pack the archive again",
+    )
+    assert "inside a folder" not in result.stderr
+
+
+def test_archive_with_model_joblib_in_a_folder_is_told_how_to_pack_it(tmp_path, good_input):
+    path = write_archive_bytes({"m/model.joblib": b"x"}, tmp_path / "model.tar.gz")
+    result = run_script("--model", path, "--input", good_input, "--output", tmp_path / "out")
+    assert_one_line_error(result, "must not be inside a folder", "tar -C FOLDER")
+
+
+def test_a_bare_model_joblib_is_accepted(tmp_path, archive, good_input):
+    from model.artifact import unpack_model_archive
+
+    bare = unpack_model_archive(archive, tmp_path / "unpacked") / "model.joblib"
+    result = run_script("--model", bare, "--input", good_input, "--output", tmp_path / "out")
+    assert result.returncode == 0, result.stderr
+    assert len((tmp_path / "out" / "good.csv.out").read_text().splitlines()) == 200
+    lines = result.stderr.splitlines()
+    assert lines[0] == "starting the model server..."  # 8-20 s of silence otherwise
+    assert lines[1].startswith("model server ready in ") and lines[1].endswith(" s")
+
+
+def test_a_start_up_error_names_the_users_model_not_a_deleted_copy(tmp_path, good_input):
+    from sklearn.svm import LinearSVC
+
+    from model.artifact import dump_model
+
+    data = generate_dataset(rows=300, features=FEATURES, seed=9)
+    model = LinearSVC().fit(data.x_train, data.y_train)  # no predict_proba
+    path = write_archive_bytes({"model.joblib": dump_model(model)}, tmp_path / "svc.tar.gz")
+    result = run_script(
+        "--model", path, "--input", good_input, "--output", tmp_path / "out",
+        "--env", "SERVING_PREDICT_PROBA=true",
+    )  # fmt: skip
+    assert_one_line_error(result, f"the model in {path}", "has no predict_proba")
+    assert "/model-" not in result.stderr.split("(full log:")[0]  # no temporary directory
 
 
 def test_missing_and_empty_input(tmp_path, archive):
@@ -157,6 +204,11 @@ def test_failed_files_do_not_stop_the_others_and_nothing_is_left_behind(tmp_path
     assert "2 of 4 input files failed" in result.stdout
     assert "bad.csv: line 3:" in result.stdout
     assert "nested/wrong.csv: line" in result.stdout
+    # serve's log is kept and named: it holds what the server said about the failures
+    (log_line,) = [line for line in result.stdout.splitlines() if "server log" in line]
+    log = Path(log_line.split()[-1])
+    assert log.is_file() and "serving" in log.read_text()
+    log.unlink()
     out = tmp_path / "out"
     assert len((out / "good.csv.out").read_text().splitlines()) == 600
     assert (out / "empty.csv.out").read_bytes() == b""
@@ -220,3 +272,29 @@ def test_sigterm_is_handled_like_ctrl_c(tmp_path, archive, good_input):
             process.kill()
     assert process.returncode == 143, stderr
     assert no_processes_with_marker(marker)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["parquet", "npy"])
+def test_parquet_and_npy_inputs_are_sent_whole_and_answered_like_csv(tmp_path, archive, kind):
+    import numpy as np
+    import pandas as pd
+
+    data = generate_dataset(rows=1000, features=FEATURES, seed=6)
+    rows = np.asarray(data.x_transform)
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    if kind == "parquet":
+        pd.DataFrame(rows).rename(columns=str).to_parquet(inputs / "a.parquet")
+    else:
+        np.save(inputs / "a.npy", rows)
+    result = run_script("--model", archive, "--input", inputs, "--output", tmp_path / "out")
+    assert result.returncode == 0, result.stderr
+    media = "application/x-parquet" if kind == "parquet" else "application/x-npy"
+    assert f"{media}, whole files (SplitType None)" in result.stdout
+    assert "200 transformed from 1 file" in result.stdout
+    from model.artifact import load_model_archive
+
+    model, _ = load_model_archive(archive)
+    expected = [str(label) for label in model.predict(rows).tolist()]
+    assert (tmp_path / "out" / f"a.{kind}.out").read_text().splitlines() == expected

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import socket
+import threading
 import time
 
 import pytest
 
-from model.batch.client import InvocationClient, InvocationError
+from model.batch.client import InvocationClient, InvocationError, IsolationGate
 
 
 def client_for(port: int, **options) -> InvocationClient:
@@ -74,3 +75,73 @@ def test_connection_close_answers_are_followed(fake_server):
     client = client_for(server.port, max_retries=0)
     for n in range(5):
         assert client.invoke(f"r{n},1".encode()).body == f"r{n}\n".encode()
+
+
+def test_a_retry_after_a_worker_death_goes_alone_and_holds_new_requests(fake_server):
+    """Only a death while alone fails a request: the retry waits for the requests in flight
+    (they may share the dead worker) and the requests that come after it wait for it."""
+    server = fake_server()
+    gate = IsolationGate()
+    in_flight, finish = threading.Event(), threading.Event()
+    outcomes: dict[bytes, object] = {}
+
+    def hold_a_request() -> None:
+        with gate.hold(alone=False):
+            in_flight.set()
+            finish.wait(5)
+
+    def invoke(payload: bytes) -> None:
+        client = client_for(server.port, max_retries=3, backoff=0, gate=gate)
+        try:
+            outcomes[payload] = client.invoke(payload).body
+        except InvocationError as error:
+            outcomes[payload] = error
+
+    threads = [
+        threading.Thread(target=hold_a_request),
+        threading.Thread(target=invoke, args=(b"x,CRASH",)),
+    ]
+    threads[0].start()
+    in_flight.wait(5)
+    threads[1].start()
+    _wait_for(lambda: len(server.requests) == 1)  # the first attempt went beside the other
+    time.sleep(0.2)  # its connection drops at once: the retry is now waiting to go alone
+    threads.append(threading.Thread(target=invoke, args=(b"n,1",)))
+    threads[2].start()
+    time.sleep(0.3)
+    assert server.requests == [b"x,CRASH"]  # the retry waits for the request in flight...
+    finish.set()
+    for thread in threads:
+        thread.join(5)
+    assert server.requests == [b"x,CRASH", b"x,CRASH", b"n,1"]  # ...and the newcomer for it
+    failure = outcomes[b"x,CRASH"]
+    assert isinstance(failure, InvocationError) and failure.crashes == 2
+    assert failure.attempts == 2  # not 1 + max_retries: the lone death is conclusive
+    assert outcomes[b"n,1"] == b"n\n"
+
+
+def test_a_closed_gate_lets_every_waiter_through():
+    """A run that stops (Ctrl-C, dead server) must not leave threads waiting at the gate."""
+    gate = IsolationGate()
+    passed = threading.Event()
+
+    def go_alone() -> None:
+        with gate.hold(alone=True):
+            passed.set()
+
+    with gate.hold(alone=False):
+        waiter = threading.Thread(target=go_alone)
+        waiter.start()
+        assert not passed.wait(0.2)
+        gate.close()
+        assert passed.wait(5)
+    waiter.join(5)
+    with gate.hold(alone=False), gate.hold(alone=True):
+        pass  # closed: nothing waits any more
+
+
+def _wait_for(condition, seconds: float = 5.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)

@@ -188,5 +188,9 @@ def test_split_type_none_sends_the_whole_file():
     data = b"1,2\n3,4\n"
     (batch,) = iter_batches(io.BytesIO(data), limit=100, split_type="None", batch_strategy="")
     assert batch.payload == data and batch.records == 2
-    with pytest.raises(RecordError, match="whole file is one record"):
+    with pytest.raises(RecordError, match=r"the file is .* \(8 bytes\), larger than MaxPay"):
         list(iter_batches(io.BytesIO(data), limit=4, split_type="None", batch_strategy=""))
+    (binary,) = iter_batches(
+        io.BytesIO(b"PAR1\n\n..PAR1"), limit=100, split_type="None", batch_strategy="", binary=True
+    )
+    assert binary.records == 0  # no lines in a binary file: the answer's are counted

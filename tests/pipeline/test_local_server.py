@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import re
 import signal
 import socket
 import sys
@@ -182,7 +184,21 @@ def test_local_transform_stops_the_server_after_success_and_failure(
     server_pid, child = (int(p) for p in pids.read_text().split())
     assert group_is_gone(server_pid)
     assert pid_is_gone(child)
-    assert list(temp_dir.iterdir()) == []  # temporary log and model directory removed
+    # The model directory is removed; a failed run keeps the log (the model's tracebacks).
+    assert list(temp_dir.iterdir()) == [result.server_log]
+    assert "fake serve on port" in result.server_log.read_text()
+    write_lines(tmp_path / "in" / "b.csv", ["c,1"])
+    result.server_log.unlink()
+    result = run_local_transform(
+        dummy_archive,
+        tmp_path / "in",
+        tmp_path / "out",
+        TransformJobParameters(),
+        server=ServerOptions(command=tuple(FAKE)),
+    )
+    assert result.transform.status == "Completed"
+    assert result.server_log is None
+    assert list(temp_dir.iterdir()) == []  # a run that succeeded leaves no log behind
 
 
 def test_a_start_up_failure_keeps_the_temporary_log_it_names(tmp_path, dummy_archive, temp_dir):
@@ -229,3 +245,38 @@ def test_local_transform_stops_the_server_on_ctrl_c(tmp_path, dummy_archive, tem
     assert list((tmp_path / "out").glob("*.out")) == []
     assert leftovers(tmp_path) == []
     assert list(temp_dir.iterdir()) == []
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("tty", [True, False])
+def test_the_start_up_ticker_says_what_is_happening_while_serve_starts(tty):
+    from model.batch.progress import StartupTicker
+
+    stream = _Terminal() if tty else io.StringIO()
+    seen = []
+    with StartupTicker(stream, interval=0.05) as ticker:
+        ticker.begin()
+        time.sleep(0.3)
+        ticker.then(lambda files, parameters: seen.append(files))(["f"], None)
+    text = stream.getvalue()
+    assert text.startswith("starting the model server...")
+    assert re.search(r"model server ready in \d+\.\d s\n$", text), text
+    assert seen == [["f"]]
+    if tty:
+        assert "\rstarting the model server... 0 s" in text  # ticks in place
+    else:
+        assert text.splitlines()[0] == "starting the model server..."
+        assert len(text.splitlines()) == 2
+
+
+def test_the_start_up_ticker_is_silent_when_serve_was_never_launched():
+    from model.batch.progress import StartupTicker
+
+    stream = io.StringIO()
+    with StartupTicker(stream):
+        pass  # e.g. a missing model archive: nothing was started
+    assert stream.getvalue() == ""
