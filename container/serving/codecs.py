@@ -36,7 +36,7 @@ from serving.csv_codec import (  # re-exported: serving.codecs is where callers 
     decode_csv_whole,
     diagnose_csv,
 )
-from serving.errors import RequestError
+from serving.errors import ModelError, RequestError
 from serving.negotiation import Format
 
 if TYPE_CHECKING:
@@ -248,7 +248,15 @@ def _label_strings(labels: np.ndarray) -> list[str]:
 
 
 def _csv_field(text: str) -> str:
-    if any(ch in text for ch in ',"\r\n'):
+    if "\n" in text or "\r" in text:
+        # Quoting would keep a CSV reader right, but Batch Transform (AssembleWith Line,
+        # JoinSource Input) and every line-by-line consumer count physical lines.
+        raise ModelError(
+            f"model error in predict: label {_shorten(text)!r} holds a line break, which CSV "
+            f"output cannot carry as one line per row; ask for Accept: application/jsonlines "
+            f"or application/json, or rename the model's classes"
+        )
+    if "," in text or '"' in text:
         return '"' + text.replace('"', '""') + '"'
     return text
 

@@ -19,7 +19,7 @@ from servingkit import FEATURES, training_data
 
 from serving import columnar
 from serving.codecs import encode
-from serving.errors import RequestError
+from serving.errors import ModelError, RequestError
 from serving.inference import transform
 from serving.negotiation import Format
 
@@ -213,13 +213,24 @@ def test_non_finite_predictions_are_json_null_and_csv_round_trips():
     np.testing.assert_array_equal(back, np.column_stack([labels, probabilities]))
 
 
-def test_labels_with_line_breaks_stay_one_record_per_row():
-    labels = np.array(["plain", "two\nlines", "carriage\rreturn", 'quote "q", comma', "crlf\r\n"])
-    text = encode(Format.CSV, labels, np.full((5, 1), 0.25)).decode()
+def test_labels_with_commas_and_quotes_are_quoted_one_line_per_row():
+    labels = np.array(["plain", 'quote "q", comma', "a,b"])
+    text = encode(Format.CSV, labels, np.full((3, 1), 0.25)).decode()
+    assert text.count("\n") == len(labels) - 1
     records = list(csv.reader(io.StringIO(text, newline="")))
     assert [record[0] for record in records] == labels.tolist()
     assert all(record[1] == "0.25" for record in records)
     assert len(pd.read_csv(io.StringIO(text), header=None)) == len(labels)
+
+
+@pytest.mark.parametrize("label", ["two\nlines", "carriage\rreturn", "crlf\r\n"])
+def test_labels_with_line_breaks_are_refused_in_csv_and_kept_in_json_lines(label):
+    """Batch Transform counts physical lines: a line break in a label would add a row."""
+    labels = np.array(["plain", label])
+    with pytest.raises(ModelError, match=r"holds a line break.*application/jsonlines"):
+        encode(Format.CSV, labels, None)
+    lines = encode(Format.JSONLINES, labels, None).decode().split("\n")
+    assert [json.loads(line) for line in lines] == labels.tolist()
 
 
 # ------------------------------------------------------------ real forked workers

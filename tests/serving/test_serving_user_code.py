@@ -509,6 +509,23 @@ def test_model_predict_failures(tmp_path, failing_module, caplog, kind, status, 
         assert error_logs and (kind == "count" or error_logs[-1].exc_info), caplog.text
 
 
+def test_a_label_with_a_line_break_is_a_500_in_csv_and_fine_in_json_lines(tmp_path):
+    """One line per row is Batch Transform's contract: such a label cannot be CSV output."""
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(100, 4))
+    labels = np.where(x[:, 0] > 0, "up\nthere", "down")
+    client = client_for(write_model(tmp_path / "m", LogisticRegression().fit(x, labels), None))
+    response = client.post("/invocations", content=BODY, headers=CSV)
+    assert response.status_code == 500, response.text
+    assert response.headers["x-model-error"] == "deterministic"
+    assert response.text.count("\n") == 1 and "holds a line break" in response.text
+    response = client.post(
+        "/invocations", content=BODY, headers={**CSV, "accept": "application/jsonlines"}
+    )
+    assert response.status_code == 200, response.text
+    assert {json.loads(line) for line in response.text.splitlines()} <= {"up\nthere", "down"}
+
+
 def test_unfitted_model_fails_load(tmp_path):
     directory = write_model(
         tmp_path / "m", make_pipeline(StandardScaler(), LogisticRegression()), None
