@@ -15,13 +15,17 @@ when a model object is (de)serialised.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import io
 import json
 import os
+import pickle
+import sys
 import tarfile
 import tempfile
 import zlib
+from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -51,8 +55,40 @@ def dump_model(model: Any) -> bytes:
     import joblib
 
     buffer = io.BytesIO()
-    joblib.dump(model, buffer)
+    with _stock_pickler():
+        joblib.dump(model, buffer)
     return buffer.getvalue()
+
+
+def _from_dill(function: Any) -> bool:
+    return str(getattr(function, "__module__", "")).startswith("dill")
+
+
+@contextlib.contextmanager
+def _stock_pickler() -> Iterator[None]:
+    """Pickle's own dispatch table for joblib while it dumps.
+
+    Importing dill (Pulumi's Automation API does) extends pickle's pure-Python pickler,
+    and joblib copies that table when it is imported: a ColumnTransformer dumped then
+    needs dill to load, and the serving image has none. dill's documented switch
+    gives pickle's own table back; joblib's copy is swapped for it during the dump.
+    """
+    from joblib.numpy_pickle import NumpyPickler
+
+    dill = sys.modules.get("dill")
+    table = NumpyPickler.dispatch
+    if dill is None or not any(map(_from_dill, table.values())):
+        yield
+        return
+    extended = any(map(_from_dill, pickle._Pickler.dispatch.values()))
+    dill.extend(False)
+    NumpyPickler.dispatch = dict(pickle._Pickler.dispatch)
+    try:
+        yield
+    finally:
+        NumpyPickler.dispatch = table
+        if extended:
+            dill.extend(True)
 
 
 def metadata_bytes(metadata: dict[str, Any]) -> bytes:

@@ -158,3 +158,33 @@ def test_unsafe_members_are_refused(tmp_path, name, kind, message):
     with pytest.raises(ArtifactError, match=message):
         unpack_model_archive(path, tmp_path / "out")
     assert not (tmp_path / "evil").exists()
+
+
+DILL_SCRIPT = """
+import pickle
+import dill  # what Pulumi's Automation API imports: it extends pickle's Python pickler
+import pandas as pd
+from sklearn.compose import ColumnTransformer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+from model.artifact import dump_model
+
+frame = pd.DataFrame({"city": ["Paris", "Lyon"] * 10, "age": range(20)})
+columns = ColumnTransformer(
+    [("c", OneHotEncoder(), ["city"]), ("n", StandardScaler(), ["age"])]
+)  # its output_indices_ holds slices, which dill pickles as dill._dill._load_type
+model = make_pipeline(columns, LogisticRegression()).fit(frame, [0, 1] * 10)
+extended = dict(pickle._Pickler.dispatch)
+data = dump_model(model)
+assert b"dill" not in data, "the dump needs dill to load"
+assert pickle._Pickler.dispatch == extended, "dill's extension was not restored"
+print("ok")
+"""
+
+
+def test_a_model_dumped_after_dill_was_imported_loads_without_dill():
+    done = subprocess.run(
+        [sys.executable, "-c", DILL_SCRIPT], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
