@@ -13,7 +13,7 @@ cannot be measured.
 It also says why: the installed size of each Python distribution in the
 image's venv, measured inside the image, with the reason each large one is
 there. The target was 350 MB until polars came in (+~188 MB: 276 -> 464 MB
-added on the Debian base): it parses numeric CSV 1.5-2.6x faster per core than
+added on the Debian base): it parses numeric CSV 1.3-2.6x faster per core than
 pandas did and reads and writes Parquet (`bench/csv_decode.py`). An instance
 pulls the image once; it decodes CSV for every request of the job, so the
 extra ~1-2 s of pull pays for itself within the first minutes of a job.
@@ -54,7 +54,7 @@ find_engine = _engine.find_engine
 TARGET_ADDED_MB = 500.0
 # Why the large distributions are in the image (shown next to their sizes).
 WHY = {
-    "polars-runtime-32": "CSV decode (1.5-2.6x pandas per core) and Parquet in/out",
+    "polars-runtime-32": "CSV decode (1.3-2.6x pandas per core) and Parquet in/out",
     "polars": "Python layer of polars-runtime-32",
     "scipy": "required by scikit-learn",
     "scikit-learn": "the models",

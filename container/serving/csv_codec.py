@@ -1,14 +1,15 @@
 """Headerless numeric CSV to a float64 matrix: the hot path of Batch Transform.
 
 Chosen by measuring 6 MiB payloads on one core (`bench/csv_decode.py` prints
-the table; medians of 15 rounds, rows/s per CPU-second, 20 / 200 float features):
+the table; medians of 15 rounds, rows/s per CPU-second, 20 / 200 float features,
+on a quiet 2-core machine; a loaded run gave polars 1.9x / 3.2x):
 
-    pandas C parser in 1 MiB blocks (until now)   ~472k / ~26k   1.0x
-    pandas C parser, one parse + to_numpy         ~369k / ~48k   0.8x / 1.9x
-    pyarrow.csv, one thread                       ~652k / ~40k   1.4x / 1.6x
-    polars, one thread                            ~896k / ~82k   1.9x / 3.2x
-    this module (polars + its checks)             ~902k / ~82k   1.9x / 3.2x
-    numpy.loadtxt                                 ~140k / ~14k   0.3x / 0.5x
+    pandas C parser in 1 MiB blocks (until now)   ~565k / ~29k   1.0x
+    pandas C parser, one parse + to_numpy         ~608k / ~57k   1.1x / 2.0x
+    pyarrow.csv, one thread                       ~675k / ~60k   1.2x / 2.1x
+    polars, one thread                            ~780k / ~79k   1.4x / 2.7x
+    this module (polars + its checks)             ~745k / ~75k   1.3x / 2.6x
+    numpy.loadtxt                                 ~120k / ~16k   0.2x / 0.6x
 
 polars also reads and writes Parquet (`serving.columnar`), so one library
 serves both; it adds ~188 MB to the image (`bench/image_size.py`). Its parse
