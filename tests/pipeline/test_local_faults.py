@@ -320,43 +320,24 @@ def test_a_rerun_removes_what_a_killed_run_left(tmp_path, many_inputs):
     assert sorted(p.name for p in output.iterdir()) == [f"f{n}.csv.out" for n in range(4)]
 
 
-@pytest.fixture
-def small_disk(tmp_path: Path):
-    """A 1 MiB tmpfs (root only); skipped with the reason where mounting is refused."""
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip() or done.returncode}")
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", str(mount)], check=False)
-
-
 def test_a_full_disk_fails_the_files_that_do_not_fit_with_one_clear_line(
-    tmp_path, fake_server, small_disk
+    tmp_path, fake_server, full_disk
 ):
     server = fake_server()
     inputs = tmp_path / "in"
     write_lines(inputs / "a-small.csv", [f"{PAD}{i},1" for i in range(100)])  # ~48 KiB out
     write_lines(inputs / "b-large.csv", [f"{PAD}{i},1" for i in range(5000)])  # ~2.4 MiB out
-    result = transform(server, inputs, small_disk, MaxPayloadInMB=1)
+    result = transform(server, inputs, full_disk, MaxPayloadInMB=1)
     (failed,) = result.failed
     assert re.fullmatch(
-        rf"b-large\.csv: no space left on device in {re.escape(str(small_disk))} \([\d.]+ "
+        rf"b-large\.csv: no space left on device in {re.escape(str(full_disk))} \([\d.]+ "
         r"(bytes|KiB) free, writing b-large\.csv\.out\); free some space or choose another "
         r"output directory",
         failed.error,
     ), failed.error
     assert "OSError" not in failed.error and "unexpected" not in failed.error
-    assert sorted(p.name for p in small_disk.iterdir()) == ["a-small.csv.out"]
-    assert len((small_disk / "a-small.csv.out").read_text().splitlines()) == 100
+    assert sorted(p.name for p in full_disk.iterdir()) == ["a-small.csv.out"]
+    assert len((full_disk / "a-small.csv.out").read_text().splitlines()) == 100
 
 
 def test_a_rejected_binary_file_is_named_whole_and_not_bisected(tmp_path, fake_server):
