@@ -106,15 +106,21 @@ def decode_json(body: bytes, feature_count: int | None) -> np.ndarray:
 
 def decode_jsonlines(body: bytes, feature_count: int | None) -> np.ndarray:
     """One JSON array of numbers per line."""
+    rows = load_json_lines(body, "one JSON array")
+    return rows_to_matrix(rows, feature_count, "line", _may_hold_booleans(body))
+
+
+def load_json_lines(body: bytes, what: str) -> list[Any]:
+    """Each line's JSON value; trailing blank lines ignored, any other blank line a 400."""
     lines = body.split(b"\n")
     while lines and not lines[-1].strip():
         lines.pop()
-    rows = []
+    values = []
     for number, line in enumerate(lines, 1):
         if not line.strip():
-            raise RequestError(400, f"line {number} is empty; send one JSON array per line")
-        rows.append(_load_json(line, f"line {number}"))
-    return rows_to_matrix(rows, feature_count, "line", _may_hold_booleans(body))
+            raise RequestError(400, f"line {number} is empty; send {what} per line")
+        values.append(_load_json(line, f"line {number}"))
+    return values
 
 
 def _load_json(data: bytes, where: str) -> Any:

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from serving.body import Body
-from serving.codecs import _load_json, rows_to_matrix
+from serving.codecs import _load_json, load_json_lines, rows_to_matrix
 from serving.errors import RequestError
 from serving.frame_columns import check_names, frame_from_columns
 from serving.frame_csv import decode_csv
@@ -116,15 +116,7 @@ def _from_split(document: dict[str, Any], schema: InputSchema) -> np.ndarray | p
 
 
 def _from_lines(body: bytes, schema: InputSchema, booleans: bool) -> np.ndarray | pd.DataFrame:
-    lines = body.split(b"\n")
-    while lines and not lines[-1].strip():
-        lines.pop()
-    rows = []
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            raise RequestError(400, f"line {number} is empty; send one JSON row per line")
-        rows.append(_load_json(line, f"line {number}"))
-    return _from_rows(rows, schema, "line", booleans)
+    return _from_rows(load_json_lines(body, "one JSON row"), schema, "line", booleans)
 
 
 def _from_rows(
