@@ -17,7 +17,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from serving.body import Body
-from serving.errors import ModelError, RequestError
+from serving.errors import ModelError, RequestError, describe_error
 from serving.inference import negotiate, run
 from serving.model_loading import LoadedModel
 from serving.negotiation import CUSTOM_ATTRIBUTES_HEADER, custom_attributes_proba
@@ -72,9 +72,8 @@ def create_app(
             return PlainTextResponse(err.message + "\n", status_code=500, headers=err.headers())
         except Exception as exc:
             log.exception("POST /invocations 500: unexpected error")
-            detail = " ".join(str(exc).split())[:300]
             return PlainTextResponse(
-                f"internal server error: {type(exc).__name__}: {detail}\n", status_code=500
+                f"internal server error: {describe_error(exc)}\n", status_code=500
             )
         return Response(output, media_type=media_type)
 

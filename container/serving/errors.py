@@ -52,12 +52,10 @@ class ModelError(Exception):
         cls, exc: BaseException, function: str, *, where: str = "", rows: int | None = None
     ) -> ModelError:
         """`model error in predict_fn of FILE (3 rows): KeyError: 'x'`, chained to `exc`."""
-        text = " ".join(str(exc).split())[:300]
         origin = f" of {where}" if where else ""
         count = f" ({rows} rows)" if rows is not None else ""
-        detail = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
         error = cls(
-            f"model error in {function}{origin}{count}: {detail}",
+            f"model error in {function}{origin}{count}: {describe_error(exc)}",
             deterministic=not isinstance(exc, MemoryError),
         )
         error.__cause__ = exc
@@ -65,3 +63,15 @@ class ModelError(Exception):
 
     def headers(self) -> dict[str, str]:
         return {self.HEADER: "deterministic"} if self.deterministic else {}
+
+
+def describe_error(exc: BaseException) -> str:
+    """`KeyError: 'x'`: the exception's type and message on one line, for a client."""
+    text = " ".join(str(exc).split())[:300]
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def input_rejected(exc: BaseException) -> RequestError:
+    """The 400 for input the model's own validation refused (scikit-learn raises ValueError)."""
+    text = " ".join(str(exc).split())[:200] or type(exc).__name__
+    return RequestError(400, f"the model rejected the input: {text}")

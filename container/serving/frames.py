@@ -30,7 +30,7 @@ import pandas as pd
 
 from serving.body import Body
 from serving.codecs import _load_json, load_json_lines, rows_to_matrix
-from serving.errors import RequestError
+from serving.errors import RequestError, input_rejected
 from serving.frame_columns import check_names, frame_from_columns
 from serving.frame_csv import decode_csv
 from serving.negotiation import Format
@@ -190,5 +190,4 @@ def explain_rejection(frame: pd.DataFrame, exc: Exception, word: str) -> Request
                     f"{word} {row + 1}, column {column!r} is {what}, which this model does "
                     f"not accept; send a number",
                 )
-    text = " ".join(str(exc).split())[:200] or type(exc).__name__
-    return RequestError(400, f"the model rejected the input: {text}")
+    return input_rejected(exc)

@@ -21,7 +21,7 @@ from serving import frames
 from serving.body import Body
 from serving.codecs import decode, encode
 from serving.csv_codec import without_polars
-from serving.errors import ModelError, RequestError
+from serving.errors import ModelError, RequestError, input_rejected
 from serving.model_loading import LoadedModel
 from serving.negotiation import Format, request_format, response_format
 
@@ -137,9 +137,14 @@ def predict(
             raise ModelError(
                 f"model error in {name}: returned {count} predictions for {len(matrix)} rows"
             )
-    if probabilities is not None and probabilities.ndim == 2 and probabilities.shape[1] == 2:
-        probabilities = probabilities[:, 1:]
-    return labels, probabilities
+    return labels, None if probabilities is None else answered_probabilities(probabilities)
+
+
+def answered_probabilities(probabilities: np.ndarray) -> np.ndarray:
+    """The columns answered: a binary model's positive class only, else one per class."""
+    if probabilities.ndim == 2 and probabilities.shape[1] == 2:
+        return probabilities[:, 1:]
+    return probabilities
 
 
 def _call(method: Any, name: str, inputs: Any, matrix: Features, word: str) -> Any:
@@ -166,8 +171,7 @@ def _explain_rejection(matrix: Features, exc: Exception, word: str) -> RequestEr
             f"{word} {row + 1}, column {column + 1} is {what}, which this model does not "
             f"accept; send finite numbers",
         )
-    text = " ".join(str(exc).split())[:200] or type(exc).__name__
-    return RequestError(400, f"the model rejected the input: {text}")
+    return input_rejected(exc)
 
 
 def warm_up(model: LoadedModel) -> float:

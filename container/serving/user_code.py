@@ -43,7 +43,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from serving.errors import StartupError
+from serving.errors import StartupError, describe_error
 from serving.model_loading import LoadedModel, check_fitted, load_model, loaded_model
 
 if TYPE_CHECKING:
@@ -236,11 +236,6 @@ def _takes_context(
         f"{name} in {path} takes {signature}; the convention is "
         f"{name}({', '.join(parameters)}) (optionally with a context argument)"
     )
-
-
-def describe_error(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())[:300]
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def _where(exc: BaseException, path: Path) -> str:

@@ -19,11 +19,11 @@ import numpy as np
 
 from serving.body import Body
 from serving.codecs import encode
-from serving.errors import ModelError, RequestError
-from serving.inference import Plan, parse, predict, warm_up
+from serving.errors import ModelError, RequestError, describe_error
+from serving.inference import Plan, answered_probabilities, parse, predict, warm_up
 from serving.model_loading import LoadedModel
 from serving.negotiation import Format, request_format, response_format
-from serving.user_code import DEFAULT_ACCEPT, Hook, UserCode, describe_error
+from serving.user_code import DEFAULT_ACCEPT, Hook, UserCode
 
 log = logging.getLogger("serving")
 
@@ -177,9 +177,7 @@ class UserService:
             ) from None
         except Exception as exc:
             raise ModelError.wrap(exc, "predict", rows=_rows(data)) from exc
-        if probabilities.ndim == 2 and probabilities.shape[1] == 2:
-            probabilities = probabilities[:, 1:]
-        return labels, probabilities
+        return labels, answered_probabilities(probabilities)
 
     def _call(self, hook: Hook, *args: Any, rows: int | None = None) -> Any:
         try:
