@@ -271,7 +271,9 @@ def test_an_interrupt_mid_run_leaves_no_debris_and_no_thread_traceback(
 ):
     output = tmp_path / "out"
     for delay in (0.0, 0.15, 0.4):  # early, middle and late in the run
-        process = start_driver(many_inputs, output)
+        # 12 requests of 0.3 s, 2 in flight: ~1.8 s, so even the last signal lands mid-run
+        # (at 0.05 s a request a quiet machine finished before it, and exited 0).
+        process = start_driver(many_inputs, output, delay="0.3")
         try:
             deadline = time.monotonic() + 60
             while not temp_files(output) if output.exists() else True:
