@@ -11,8 +11,9 @@ from git at BEFORE_COMMIT) and whether its matrix is bit-identical to it.
 
 Candidates: the serving decoder now ("after": `serving.codecs.decode_csv`); pandas'
 C parser alone (parse only, and parse + the conversion to a matrix: the
-"non-parser" share); pyarrow.csv and polars, each held to one thread; and
-numpy's own text readers. A library that is not installed is reported as such.
+"non-parser" share); pyarrow.csv and polars, each held to one thread;
+pysimdjson reading the lines as JSON arrays (parse alone, none of the checks);
+and numpy's own text reader. A library that is not installed is reported as such.
 `--parquet` adds the Parquet readers' speed on the same rows (polars, pyarrow,
 fastparquet: `uv pip install` the ones missing to compare them).
 """
@@ -124,6 +125,21 @@ def candidates() -> dict[str, Decoder | str]:
         found[f"polars {pl.__version__}, 1 thread"] = polars
     except ImportError:
         found["polars"] = "not installed"
+
+    try:
+        import simdjson
+
+        parser = simdjson.Parser()
+
+        def as_json(body: bytes, width: int) -> np.ndarray:
+            document = parser.parse(b"[[" + body.rstrip(b"\n").replace(b"\n", b"],[") + b"]]")
+            flat = np.frombuffer(document.as_buffer(of_type="d"), dtype=np.float64)
+            del document
+            return flat.reshape(-1, width)
+
+        found["pysimdjson, lines as JSON arrays"] = as_json
+    except ImportError:
+        found["pysimdjson"] = "not installed"
 
     def loadtxt(body: bytes, width: int) -> np.ndarray:
         return np.loadtxt(io.BytesIO(body), delimiter=",", dtype=np.float64, ndmin=2)

@@ -1,30 +1,35 @@
 """Headerless numeric CSV to a float64 matrix: the hot path of Batch Transform.
 
 Chosen by measuring 6 MiB payloads on one core (`bench/csv_decode.py` prints
-the table; medians of 15 rounds, rows/s per CPU-second, 20 / 200 float features,
-on a quiet 2-core machine; a loaded run gave polars 1.9x / 3.2x):
+the table; medians of 15 rounds, rows/s per CPU-second, 20 / 200 float
+features, three runs on a 2-core machine whose speed drifts between runs, so
+ratios to pandas in the same run are what compare):
 
-    pandas C parser in 1 MiB blocks (until now)   ~565k / ~29k   1.0x
-    pandas C parser, one parse + to_numpy         ~608k / ~57k   1.1x / 2.0x
-    pyarrow.csv, one thread                       ~675k / ~60k   1.2x / 2.1x
-    polars, one thread                            ~780k / ~79k   1.4x / 2.7x
-    this module (polars + its checks)             ~745k / ~75k   1.3x / 2.6x
-    numpy.loadtxt                                 ~120k / ~16k   0.2x / 0.6x
+    pandas C parser in 1 MiB blocks (until now)   1.0x
+    pandas C parser, one parse + to_numpy         0.9-1.1x / 1.7-2.0x
+    pyarrow.csv, one thread                       1.0-1.3x / 1.5-2.1x
+    polars, one thread                            1.0-1.7x / 2.5-2.8x
+    pysimdjson, lines read as JSON arrays         1.8-1.9x / 3.8x
+    this module (simdjson + its checks)           1.6-1.7x / 3.5x
+    numpy.loadtxt                                 0.3x / 0.6x
+
+Three decoders in turn, each trusted only where it cannot differ from pandas,
+which stays the reference: `serving.csv_simd` (plain numbers only: no NaN,
+empty fields or spellings JSON lacks), then polars, then `decode_csv_whole`
+(pandas, the matrix served until now), whose errors name the line and column
+(`diagnose_csv`). polars is refused anything it refuses, any NaN or infinity
+that was not an empty (or NA) field, a lone carriage return, and missing values
+next to a short line or a field of blanks. All three parse floats to the
+nearest double, so matrices are bit-identical (a hypothesis test checks it on
+random and edge-case input, chunked at random).
 
 polars also reads and writes Parquet (`serving.columnar`), so one library
-serves both; it adds ~188 MB to the image (`bench/image_size.py`). Its parse
-is only trusted where it cannot differ from pandas', which stays the
-reference: anything polars refuses, any NaN or infinity that was not an empty
-(or NA) field, and missing values next to a short line or a field of blanks
-send the body to `decode_csv_whole` (pandas, the matrix served until now),
-whose errors name the line and column (`diagnose_csv`). Both parse floats to
-the nearest double, so matrices are bit-identical (a hypothesis test checks it
-on random and edge-case input, chunked at random).
-
-polars runs its work on a thread pool that does not survive `fork()`: a
-process that used it and then forks would leave its children waiting forever.
-So `serve`'s parent (which forks the workers) warms up with `without_polars()`,
-and a child forked from a process that did use polars falls back to pandas.
+serves both; it adds ~188 MB to the image, pysimdjson ~15 MB
+(`bench/image_size.py`). polars runs its work on a thread pool that does not
+survive `fork()`: a process that used it and then forks would leave its
+children waiting forever. So `serve`'s parent (which forks the workers) warms
+up with `without_polars()`, and a child forked from a process that did use
+polars falls back to pandas where simdjson gives up.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from serving import csv_simd
 from serving.body import Body
 from serving.errors import RequestError
 
@@ -120,11 +126,21 @@ def decode_csv(body: bytes | Body, feature_count: int | None) -> np.ndarray:
     if body.is_blank():
         raise RequestError(400, EMPTY)
     body = body.without_trailing_blank_lines()
-    if polars_usable():
-        matrix = _decode_polars(body, feature_count)
+    data = body.joined()
+    width = feature_count if feature_count is not None else _first_line_width(data)
+    if width <= _MAX_GUESSED_WIDTH or width == feature_count:
+        matrix = csv_simd.decode(data, width)
+        if matrix is None and polars_usable():
+            matrix = _decode_polars(body, width)
         if matrix is not None:
             return matrix
     return decode_csv_whole(body, feature_count)
+
+
+def _first_line_width(data: bytes) -> int:
+    """Fields on the first line: pandas' width when the model does not say."""
+    end = data.find(b"\n")
+    return data.count(b",", 0, end if end >= 0 else len(data)) + 1
 
 
 _SCHEMAS: dict[int, dict[str, Any]] = {}
@@ -132,19 +148,15 @@ _SCHEMAS: dict[int, dict[str, Any]] = {}
 _MAX_GUESSED_WIDTH = 10_000
 
 
-def _decode_polars(body: Body, feature_count: int | None) -> np.ndarray | None:
+def _decode_polars(body: Body, width: int) -> np.ndarray | None:
     """The matrix, or None when pandas must decide (see the module docstring)."""
     data = body.joined()
-    width = feature_count
-    if width is None:  # as pandas does: the first line says
-        end = data.find(b"\n")
-        width = data.count(b",", 0, end if end >= 0 else len(data)) + 1
-        if width > _MAX_GUESSED_WIDTH:
-            return None
+    if b"\r" in data and b"\r" in data.replace(b"\r\n", b""):
+        return None  # pandas ends a line at a lone CR too; polars reads it as part of a field
     schema = _SCHEMAS.get(width)
     if schema is None:
         schema = {f"c{i}": pl.Float64 for i in range(width)}
-        if width == feature_count:  # the model's own width: worth keeping
+        if len(_SCHEMAS) < 16:  # models' widths, mostly: worth keeping
             _SCHEMAS[width] = schema
     # Every NA spelling holds an N, n or #: without them, skip polars' (costly) NA matching.
     spelled = b"N" in data or b"n" in data or b"#" in data

@@ -411,6 +411,8 @@ _EDGE_FIELDS = [
     "1e5", "1E+05", "1e", "e5", "0x10", '"1"', "-0", "- 1", " 1", "1 ", "1.5.2", "#N/A",
     "1.#IND", "\ufeff1", "0.1000000000000000055511151231257827021181583404541015625",
     "9007199254740993", "123456789012345678901234567890", "2.2250738585072011e-308",
+    "-0.0", "-0e5", "-1e-400", " -0", "-0 ", "-0\t", "0", "18446744073709551616", "[1", "1]",
+    "[]", "{}", "true", "1\r", "\t1", "1e-5", "-4.9e-324", "1E400",
 ]  # fmt: skip
 CSV_FIELDS = st.one_of(
     st.floats(allow_nan=False, allow_infinity=False).map(repr),
@@ -454,7 +456,7 @@ def _outcome(call):
 def test_fast_csv_decoder_agrees_with_pandas_bit_for_bit(
     lines, newline, trailing, feature_count, cuts
 ):
-    """The polars fast path gives pandas' exact matrix (every bit), or pandas' exact error."""
+    """simdjson and polars give pandas' exact matrix (every bit), or its exact error."""
     whole = (newline.join(lines) + trailing).encode()
     points = sorted({c % (len(whole) + 1) for c in cuts} | {0, len(whole)})
     chunks = [whole[a:b] for a, b in itertools.pairwise(points)]
@@ -491,6 +493,38 @@ def test_fast_csv_decoder_is_polars_and_keeps_pandas_layout(monkeypatch):
     assert fast.flags.f_contiguous == reference.flags.f_contiguous
 
 
+def test_plain_numbers_are_read_by_simdjson_alone(monkeypatch):
+    """Numbers-only CSV reaches neither polars nor pandas, bit-identical, in pandas' layout."""
+    rng = np.random.default_rng(6)
+    values = rng.normal(size=(400, 9)) * 10.0 ** rng.integers(-300, 300, size=(400, 9))
+    values[0, :3] = [0.0, -0.0, 12345.0]
+    lines = [",".join(map(repr, row)) for row in values.tolist()]
+    lines[1] = lines[1].replace(",", " ,\t", 2)  # JSON whitespace around values
+    text = "\r\n".join(lines) + "\r\n"
+    reference = decode_csv_whole(text.encode(), 9)
+
+    def refused(*args, **kwargs):
+        raise AssertionError("the simdjson path gave up")
+
+    monkeypatch.setattr(csv_codec.pd, "read_csv", refused)
+    monkeypatch.setattr(csv_codec.pl, "read_csv", refused)
+    fast = codecs.decode_csv(Body([text.encode()[:1000], text.encode()[1000:]]), 9)
+    np.testing.assert_array_equal(fast.view(np.uint64), reference.view(np.uint64))
+    assert fast.flags.f_contiguous and reference.flags.f_contiguous
+    assert fast.flags.writeable
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"1,-0\n2,3\n", b"1,2\r3,4\n", b"[1,2]\n", b"1,2\n\n3,4\n", b"1,2,3\n4\n", b"1,true\n"],
+)
+def test_simdjson_path_refuses_what_json_reads_differently(body):
+    """Integer -0, lone CR, brackets, blank or ragged lines, JSON literals: left to polars."""
+    from serving import csv_simd
+
+    assert csv_simd.decode(body.rstrip(b"\n") + b"\n", 2) is None
+
+
 def test_without_polars_decodes_with_pandas(monkeypatch):
     calls = []
     real = csv_codec.pl.read_csv
@@ -500,11 +534,12 @@ def test_without_polars_decodes_with_pandas(monkeypatch):
         return real(*args, **kwargs)
 
     monkeypatch.setattr(csv_codec.pl, "read_csv", counting)
+    body = b"1,\n3,4\n"  # an empty field: not JSON, so past simdjson
     with csv_codec.without_polars():
-        matrix = codecs.decode_csv(b"1,2\n3,4\n", 2)
-    assert matrix.tolist() == [[1.0, 2.0], [3.0, 4.0]]
+        matrix = codecs.decode_csv(body, 2)
+    assert np.array_equal(matrix, [[1.0, np.nan], [3.0, 4.0]], equal_nan=True)
     assert calls == []
-    assert codecs.decode_csv(b"1,2\n3,4\n", 2).tolist() == [[1.0, 2.0], [3.0, 4.0]]
+    assert np.array_equal(codecs.decode_csv(body, 2), [[1.0, np.nan], [3.0, 4.0]], equal_nan=True)
     assert calls == [1]
 
 
@@ -514,10 +549,12 @@ def test_a_child_forked_after_polars_ran_falls_back_instead_of_hanging(tmp_path)
     script.write_text(
         "import os, sys\n"
         "from serving.csv_codec import decode_csv, _state\n"
-        "decode_csv(b'1,2\\n3,4\\n' * 1000, 2)\n"
+        "body = b'1,\\n3,4\\n' * 1000  # an empty field: past simdjson, to polars\n"
+        "decode_csv(body, 2)\n"
+        "assert _state['used']\n"
         "pid = os.fork()\n"
         "if pid == 0:\n"
-        "    m = decode_csv(b'1,2\\n3,4\\n' * 1000, 2)\n"
+        "    m = decode_csv(body, 2)\n"
         "    os._exit(0 if m.shape == (2000, 2) and not _state['polars'] else 3)\n"
         "_, status = os.waitpid(pid, 0)\n"
         "sys.exit(os.waitstatus_to_exitcode(status))\n"
