@@ -32,6 +32,7 @@ from typing import Any
 
 import uvicorn
 
+from serving import csv_simd
 from serving.limits import GuardedHttpToolsProtocol, sweep
 from serving.runtime import release_free_memory
 from serving.settings import Settings
@@ -216,6 +217,7 @@ class WorkerServer(uvicorn.Server):
             and now - self._last_request_change > _TRIM_IDLE_SECONDS
         ):
             self._trimmed = True
+            csv_simd.release()
             freed = release_free_memory(_TRIM_MIN_FREE_BYTES)
             if freed:
                 log.info("idle: returned %d MiB of free heap to the kernel", freed >> 20)

@@ -306,6 +306,31 @@ def test_connections_over_the_per_worker_cap_get_503(tmp_path):
                 sock.close()
 
 
+def test_csv_parser_buffers_are_returned_once_idle(binary_dir, tmp_path):
+    """The simdjson parser a worker keeps between 6 MiB requests is freed when it idles."""
+    rng = np.random.default_rng(1)
+    block = csv_rows(rng.normal(size=(2_000, FEATURES)))
+    body = block * (6 * 1024 * 1024 // len(block))
+    with running_serve(binary_dir, tmp_path, "serve", SERVING_WORKERS="1") as server:
+        (worker,) = server.worker_pids()
+        before = rss_bytes(worker)
+        for _ in range(2):
+            response = httpx.post(
+                server.url + "/invocations",
+                content=body,
+                headers={"content-type": "text/csv"},
+                timeout=60,
+            )
+            assert response.status_code == 200
+        busy = rss_bytes(worker)
+        time.sleep(2.5)  # idle for over a second: the worker drops the parser and trims
+        idle = rss_bytes(worker)
+    mib = 1024 * 1024
+    print(f"\nworker RSS MiB: before {before // mib}, busy {busy // mib}, idle {idle // mib}")
+    assert busy - before > 16 * mib  # the parser's buffers, kept for the next request
+    assert idle - before < 8 * mib
+
+
 @pytest.mark.slow
 def test_memory_kept_for_large_requests_is_returned_once_idle(binary_dir, tmp_path):
     """After two concurrent 100 MiB requests the free heap goes back to the kernel."""
