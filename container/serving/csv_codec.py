@@ -129,7 +129,9 @@ def decode_csv(body: bytes | Body, feature_count: int | None) -> np.ndarray:
     data = body.joined()
     width = feature_count if feature_count is not None else _first_line_width(data)
     if width <= _MAX_GUESSED_WIDTH or width == feature_count:
-        matrix = csv_simd.decode(data, width)
+        matrix = None
+        if csv_simd.preferred(len(data), width) or not polars_usable():
+            matrix = csv_simd.decode(data, width)
         if matrix is None and polars_usable():
             matrix = _decode_polars(body, width)
         if matrix is not None:

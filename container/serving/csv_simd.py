@@ -3,8 +3,10 @@
 A headerless CSV of plain numbers is, once each line break becomes `],[`, a
 JSON array of rows; simdjson (pysimdjson) parses that at ~650 MB/s per core and
 hands back every value as one float64 buffer, without a Python object per
-value. That is ~1.5x faster than polars on the bench's 20-feature payload and
-~2.5x faster than pandas (`bench/csv_decode.py` prints the table). Both
+value. On the bench's 20-feature payload the parse alone is 1.8-1.9x pandas'
+speed, polars 1.0-1.7x in the same runs (`bench/csv_decode.py`); for small
+bodies it skips polars' fixed ~0.45 ms a call. `preferred` says when it goes
+first: polars stays ahead for large bodies of 2-7 columns. Both
 simdjson and polars round every number to the nearest double, so the matrices
 are bit-identical to polars' and to pandas' (the hypothesis test in
 tests/serving/test_serving_units.py checks it against pandas).
@@ -49,6 +51,17 @@ def release() -> None:
     _local.parser = None
 
 
+def preferred(size: int, width: int) -> bool:
+    """Whether to try this before polars, by what each costs (6 MiB bodies, one core).
+
+    polars pays ~0.45 ms a call whatever the size (simdjson: ~15 us for one
+    row) and then ~1.9 ms per MiB whatever the width; simdjson's cost grows
+    with the number of rows (one array each): 9-11 ms per 6 MiB from 8
+    features up, 13-15 ms at 3-4, 26 ms at 1 with row arrays, 9 ms without.
+    """
+    return width == 1 or width >= 8 or size < 256 * 1024
+
+
 def decode(data: bytes, width: int) -> np.ndarray | None:
     """The (rows, width) float64 matrix in Fortran order, or None to let polars decide.
 
@@ -62,7 +75,12 @@ def decode(data: bytes, width: int) -> np.ndarray | None:
             return None
     if data.endswith(b"\n"):
         data = data[:-1]
-    text = b"[[" + data.replace(b"\n", b"],[") + b"]]"
+    if width == 1:  # no row arrays: one value per line is all there can be without commas
+        if b"," in data:
+            return None
+        text = b"[" + data.replace(b"\n", b",") + b"]"
+    else:
+        text = b"[[" + data.replace(b"\n", b"],[") + b"]]"
     try:
         flat = _values(_parser(len(text)), text, width)
     except (ValueError, TypeError, RuntimeError):  # not JSON numbers: polars decides
@@ -80,7 +98,7 @@ def decode(data: bytes, width: int) -> np.ndarray | None:
 def _values(parser: simdjson.Parser, text: bytes, width: int) -> np.ndarray | None:
     document = parser.parse(text)
     try:
-        if any(length != width for length in set(map(len, document))):
+        if width > 1 and set(map(len, document)) != {width}:
             return None
         # A nested array would be flattened into its row: there are none, since
         # the body holds no brackets and every row's length matched.

@@ -450,7 +450,7 @@ def _outcome(call):
     lines=CSV_LINES,
     newline=st.sampled_from(["\n", "\r\n", "\r"]),
     trailing=st.sampled_from(["", "\n", "\n\n", "\r\n"]),
-    feature_count=st.sampled_from([3, None]),
+    feature_count=st.sampled_from([3, 1, None]),
     cuts=st.lists(st.integers(min_value=0, max_value=5000), max_size=5),
 )
 def test_fast_csv_decoder_agrees_with_pandas_bit_for_bit(
@@ -523,6 +523,40 @@ def test_simdjson_path_refuses_what_json_reads_differently(body):
     from serving import csv_simd
 
     assert csv_simd.decode(body.rstrip(b"\n") + b"\n", 2) is None
+
+
+def test_one_column_is_read_without_row_arrays():
+    from serving import csv_simd
+
+    body = b"1.5\n-2e-3\n0\n7\n"
+    matrix = csv_simd.decode(body, 1)
+    assert matrix.shape == (4, 1)
+    np.testing.assert_array_equal(matrix.view(np.uint64), decode_csv_whole(body, 1).view(np.uint64))
+    assert csv_simd.decode(b"1\n2,3\n", 1) is None  # a second column
+    assert csv_simd.decode(b"1\n-0\n", 1) is None  # integer -0
+
+
+def test_decoders_are_tried_in_the_order_their_costs_say(monkeypatch):
+    """simdjson first for small bodies, one column or 8+; polars first for big narrow ones."""
+    calls = []
+    real_simd, real_polars = csv_codec.csv_simd.decode, csv_codec._decode_polars
+    monkeypatch.setattr(
+        csv_codec.csv_simd, "decode", lambda *a: calls.append("simdjson") or real_simd(*a)
+    )
+    monkeypatch.setattr(
+        csv_codec, "_decode_polars", lambda *a: calls.append("polars") or real_polars(*a)
+    )
+    rng = np.random.default_rng(7)
+
+    def first_decoder(rows: int, width: int) -> list[str]:
+        calls.clear()
+        codecs.decode_csv(csv_rows(rng.normal(size=(rows, width))), width)
+        return calls
+
+    assert first_decoder(10, 3) == ["simdjson"]
+    assert first_decoder(20_000, 3) == ["polars"]  # ~1 MiB of 3 columns
+    assert first_decoder(20_000, 1) == ["simdjson"]
+    assert first_decoder(2_000, 20) == ["simdjson"]
 
 
 def test_without_polars_decodes_with_pandas(monkeypatch):
