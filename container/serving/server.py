@@ -63,6 +63,11 @@ _HEALTHY_SECONDS = 30.0
 _MAX_STARTUP_DEATHS = 5
 # A worker whose loop has not run for this long is passed over for new connections.
 _STALE_SECONDS = 1.0
+# When every worker looks full, a connection waits this long for one to report
+# a close before it gets 503: a client that just closed one and opens another
+# (or a health check just before a burst) is still counted until the worker's
+# loop has seen the close. Only the first of a run of refusals waits.
+_FULL_GRACE_SECONDS = 0.2
 # Extra time after the drain for workers to exit before they are killed.
 _KILL_MARGIN_SECONDS = 3.0
 _REFUSED = (
@@ -117,6 +122,7 @@ class Supervisor:
         self._signal: int | None = None
         self._turn = 0
         self._listening = False
+        self._full_since: float | None = None
         self.waiting: deque[socket.socket] = deque()
 
     # ------------------------------------------------------------- main loop
@@ -181,6 +187,8 @@ class Supervisor:
     def _timeout(self) -> float:
         now = time.monotonic()
         due = [s.respawn_at - now for s in self.slots if not s.pid and s.respawn_at is not None]
+        if self.waiting:
+            due.append(0.01)
         return max(0.0, min([0.5, *due]))
 
     def _alive(self) -> bool:
@@ -242,10 +250,16 @@ class Supervisor:
                 continue
             slot.handed += 1
             self._turn += 1
+            self._full_since = None
             conn.close()
             return True
         if not full or unreachable:
             return False
+        now = time.monotonic()
+        if self._full_since is None:
+            self._full_since = now
+        if now - self._full_since < _FULL_GRACE_SECONDS and not self.stopping:
+            return False  # waits: a close may be on its way
         log.warning("every worker has SERVING_MAX_CONNECTIONS open connections: 503")
         with contextlib.suppress(OSError):
             conn.send(_REFUSED)
@@ -267,8 +281,8 @@ class Supervisor:
             if not slot.channel or slot.killed:
                 continue
             i = slot.index
-            in_transit = slot.handed - int(board.get(i, Board.RECEIVED))
-            load = int(board.get(i, Board.CONNECTIONS)) + max(0, in_transit)
+            # Open plus in transit, each counted once: adoption is not a step in between.
+            load = max(0, slot.handed - int(board.get(i, Board.CLOSED)))
             stale = now - board.get(i, Board.HEARTBEAT) > _STALE_SECONDS
             ranked.append(((stale, load, (i - self._turn) % count), slot, load))
         ranked.sort(key=lambda entry: entry[0])

@@ -5,8 +5,9 @@ the worker with the fewest open connections over a Unix socket pair
 (`SCM_RIGHTS`); the worker adopts it into its event loop. Through `Board`,
 shared memory written before the fork, each worker publishes what the
 supervisor decides with: a heartbeat (its event loop ran), whether it is
-ready, its open connections and how many it has taken in, and the requests
-it answered.
+ready, how many of the connections handed to it have closed (handed minus
+closed is its load, counting connections still in transit once), and the
+requests it answered.
 
 SIGTERM starts a drain: take in every connection already handed over, then
 close connections only when that loses nothing (no request partly received,
@@ -52,8 +53,8 @@ class Board:
     while the slot has no worker), so no locks are needed.
     """
 
-    HEARTBEAT, READY, CONNECTIONS, RECEIVED, REQUESTS = range(5)
-    _FIELDS = 5
+    HEARTBEAT, READY, CLOSED, REQUESTS = range(4)
+    _FIELDS = 4
 
     def __init__(self, slots: int) -> None:
         self._memory = mmap.mmap(-1, 8 * self._FIELDS * slots)
@@ -71,19 +72,16 @@ class Board:
 
 
 class _CountedSet(set):  # type: ignore[type-arg]
-    """uvicorn's set of open connections, publishing its size on every change."""
+    """uvicorn's set of open connections, reporting each one that leaves it."""
 
-    def __init__(self, publish: Any) -> None:
+    def __init__(self, on_close: Any) -> None:
         super().__init__()
-        self._publish = publish
-
-    def add(self, item: Any) -> None:
-        super().add(item)
-        self._publish(len(self))
+        self._on_close = on_close
 
     def discard(self, item: Any) -> None:
-        super().discard(item)
-        self._publish(len(self))
+        if item in self:
+            super().discard(item)
+            self._on_close()
 
 
 class WorkerServer(uvicorn.Server):
@@ -105,10 +103,8 @@ class WorkerServer(uvicorn.Server):
         self.channel: socket.socket | None = channel
         self.board = board
         self.drain_seconds = drain_seconds
-        self.server_state.connections = _CountedSet(
-            lambda count: board.set(slot, Board.CONNECTIONS, count)
-        )
-        self.received = 0
+        self.server_state.connections = _CountedSet(self._count_close)
+        self.closed = 0
         self._pending: set[asyncio.Task[None]] = set()
         self._drain_requested = False
         self._drain_task: asyncio.Task[None] | None = None
@@ -168,9 +164,11 @@ class WorkerServer(uvicorn.Server):
             await asyncio.get_running_loop().connect_accepted_socket(self._create_protocol, sock)
         except OSError:
             sock.close()
-        finally:
-            self.received += 1
-            self.board.set(self.slot, Board.RECEIVED, self.received)
+            self._count_close()
+
+    def _count_close(self) -> None:
+        self.closed += 1
+        self.board.set(self.slot, Board.CLOSED, self.closed)
 
     def _close_channel(self) -> None:
         if self.channel is None:
@@ -258,6 +256,9 @@ def uvicorn_config(app: Any, settings: Settings, *, direct_body: bool = True) ->
         loop=_available("uvloop", "uvloop", "asyncio"),
         http=_http_protocol(settings, direct_body),
         lifespan="off",
+        # The contract has no WebSocket; an upgrade would also move a connection
+        # out of the set whose closes the supervisor counts.
+        ws="none",
         access_log=False,
         log_config=None,
         log_level="warning",

@@ -18,7 +18,7 @@ from serving_faulty_estimator import FaultyRegressor
 from servingkit import HERE, ServeProcess, start_serve, write_model
 
 from serving.errors import StartupError
-from serving.server import _BACKOFF_FIRST, _MAX_STARTUP_DEATHS, Supervisor
+from serving.server import _BACKOFF_FIRST, _FULL_GRACE_SECONDS, _MAX_STARTUP_DEATHS, Supervisor
 from serving.settings import Settings
 from serving.worker import Board
 
@@ -160,6 +160,36 @@ def test_workers_dying_before_ready_stop_serve_but_crashes_after_serving_do_not(
         supervisor._ended(slot, 1)
         assert supervisor.stopping == (n == _MAX_STARTUP_DEATHS - 1)
     assert supervisor.exit_code == 1
+
+
+def test_a_worker_that_looks_full_gets_a_moment_to_report_a_close():
+    """Load is handed minus closed; every worker full means 503, after a short grace."""
+    settings = Settings.from_env({"SERVING_WORKERS": "1", "SERVING_MAX_CONNECTIONS": "1"})
+    supervisor = Supervisor(socket.socket(), config=None, settings=settings)  # type: ignore[arg-type]
+    slot = supervisor.slots[0]
+    slot.channel, worker_end = socket.socketpair()
+    slot.pid = 12345
+    supervisor.board.set(0, Board.HEARTBEAT, time.monotonic())
+    pairs = [socket.socketpair() for _ in range(4)]
+    try:
+        assert supervisor._send(pairs[0][0])  # handed over: the worker holds 1 of 1
+        assert not supervisor._send(pairs[1][0])  # looks full: it waits
+        supervisor.board.set(0, Board.CLOSED, 1.0)  # the worker saw the first one close
+        assert supervisor._send(pairs[1][0])
+        assert slot.handed == 2
+        assert not supervisor._send(pairs[2][0])
+        time.sleep(_FULL_GRACE_SECONDS + 0.05)
+        assert supervisor._send(pairs[2][0])  # still full after the grace: refused
+        assert pairs[2][1].recv(100).startswith(b"HTTP/1.1 503")
+        assert supervisor._send(pairs[3][0])  # the next in the same run: refused at once
+        assert pairs[3][1].recv(100).startswith(b"HTTP/1.1 503")
+        assert slot.handed == 2
+    finally:
+        for a, b in pairs:
+            a.close()
+            b.close()
+        slot.channel.close()
+        worker_end.close()
 
 
 @pytest.mark.slow

@@ -306,6 +306,9 @@ def test_connections_over_the_per_worker_cap_get_503(tmp_path):
                 sock.close()
 
 
+CSV_HEADERS = {"content-type": "text/csv"}
+
+
 def test_csv_parser_buffers_are_returned_once_idle(tmp_path):
     """The simdjson parser a worker keeps between 6 MiB requests is freed when it idles."""
     from sklearn.linear_model import LinearRegression
@@ -319,13 +322,8 @@ def test_csv_parser_buffers_are_returned_once_idle(tmp_path):
         (worker,) = server.worker_pids()
         before = rss_bytes(worker)
         for _ in range(2):
-            response = httpx.post(
-                server.url + "/invocations",
-                content=body,
-                headers={"content-type": "text/csv"},
-                timeout=60,
-            )
-            assert response.status_code == 200
+            answer = server.client.post("/invocations", content=body, headers=CSV_HEADERS)
+            assert answer.status_code == 200
         busy = rss_bytes(worker)
         mib = 1024 * 1024
         deadline = time.monotonic() + 8  # idle for a second, the worker drops the parser, trims
