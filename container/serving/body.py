@@ -2,10 +2,11 @@
 
 A large body with a Content-Length arrives as one `bytes` (`serving.protocol`
 reads it in place); others arrive in pieces of up to 64-256 KiB. Joining those is a full
-copy (and, for a 100 MiB payload, 100 MiB more memory at the peak), so the CSV
-fast path never joins: pandas reads the chunks one by one through
-`reader()`, and separator counting walks them in place. Only paths that need
-one contiguous buffer (JSON, the slow CSV diagnosis) call `joined()`.
+copy (and, for a 100 MiB payload, 100 MiB more memory at the peak), so it is
+done once, by `joined()`, for the paths that need one contiguous buffer (the
+CSV fast paths, simdjson and polars; JSON; the slow CSV diagnosis). pandas
+reads the chunks one by one through `reader()`, and separator counting walks
+them in place.
 """
 
 from __future__ import annotations
